@@ -1,0 +1,55 @@
+# Runwatch: `make run` starts the app, `make test` runs every test. Both bootstrap .venv themselves.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+PORT ?= 8501
+API_PORT ?= 8000
+
+.PHONY: run test lint format typecheck bench init-db worker api clean
+
+$(VENV)/.app: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.app
+	$(PIP) -e '.[test]'
+	touch $@
+
+init-db: $(VENV)/.app
+	$(VENV)/bin/runwatch init-db
+
+run: init-db
+	@echo "Runwatch app: http://localhost:$(PORT)   API: http://127.0.0.1:$(API_PORT)/docs"
+	$(VENV)/bin/runwatch serve-api --port $(API_PORT) & api=$$!; \
+	trap 'kill $$api 2>/dev/null' EXIT; \
+	$(VENV)/bin/streamlit run Home.py --server.port $(PORT)
+
+worker: init-db
+	$(VENV)/bin/runwatch worker
+
+api: init-db
+	$(VENV)/bin/runwatch serve-api --port $(API_PORT)
+
+test: lint
+	@bash scripts/ensure-postgres
+	@bash scripts/ensure-browser
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.test
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(VENV)/.test
+	@bash scripts/ensure-postgres
+	$(VENV)/bin/python -m bench.all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

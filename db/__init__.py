@@ -1,0 +1,1 @@
+"""Runwatch's database layer: settings, engine, tables, queries and migrations."""

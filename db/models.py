@@ -1,0 +1,258 @@
+"""Runwatch's tables (SQLModel). Reads and writes live in `db.queries`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; Runwatch stores timezone-aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life."""
+
+    PENDING = "pending"  # enqueued, waiting for a worker
+    RUNNING = "running"  # claimed by a worker, heartbeating
+    FINISHED = "finished"  # every record done
+    FAILED = "failed"  # stopped by an error or an interruption; can be resumed
+    CANCELLED = "cancelled"  # stopped on request between two batches
+
+
+ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
+TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class Trigger(StrEnum):
+    """What started a run."""
+
+    MANUAL = "manual"  # Run now in the app or `runwatch run`
+    SCHEDULE = "schedule"  # the job's cron schedule
+    API = "api"  # POST /api/etl/trigger
+    RETRY = "retry"  # retry or resume of a failed run
+    REMOTE = "remote"  # mirrored from a followed remote feed
+
+
+class Step(StrEnum):
+    """The stage a running run is in."""
+
+    EXTRACT = "extract"
+    TRANSFORM = "transform"
+    LOAD = "load"
+
+
+class EventKind(StrEnum):
+    """What a run event records."""
+
+    STATUS = "status"  # the run changed status; data holds the run record
+    PROGRESS = "progress"  # throttled progress write; data holds the run record
+    LOG = "log"  # a log line
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+ACTIVE_WHERE = sa.text("status IN ('pending','running')")
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+
+
+def _ts(*, nullable: bool = True, index: bool = False) -> Any:
+    if nullable:
+        return Field(default=None, sa_type=UTCDateTime, nullable=True, index=index)
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=index)
+
+
+class Job(SQLModel, table=True):
+    """A configured job: which job class runs, with which default parameters and schedule."""
+
+    name: str = Field(primary_key=True, max_length=100)
+    title: str = Field(default="", max_length=200)
+    kind: str = Field(max_length=50)
+    params: dict[str, Any] = _json()
+    schedule: str | None = Field(default=None, max_length=100)
+    enabled: bool = True
+    created_at: datetime = _ts(nullable=False)
+
+
+class Run(SQLModel, table=True):
+    """One execution of a job, with its checkpoint and outcome."""
+
+    __table_args__ = (
+        sa.Index(
+            "uq_run_active_job",
+            "job",
+            unique=True,
+            sqlite_where=ACTIVE_WHERE,
+            postgresql_where=ACTIVE_WHERE,
+        ),
+        sa.Index("ix_run_job_created", "job", "created_at"),
+        sa.Index("ix_run_status_created", "status", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=100)
+    status: str = Field(default=RunStatus.PENDING, max_length=20)
+    trigger: str = Field(default=Trigger.MANUAL, max_length=20)
+    triggered_by: str = Field(default="", max_length=200)
+    params: dict[str, Any] = _json()
+    created_at: datetime = _ts(nullable=False, index=True)
+    started_at: datetime | None = _ts()
+    ended_at: datetime | None = _ts()
+    total_records: int | None = None
+    offset: int = 0
+    records_loaded: int = 0
+    records_rejected: int = 0
+    counters: dict[str, Any] = _json()
+    current_step: str | None = Field(default=None, max_length=20)
+    error_type: str | None = Field(default=None, max_length=200)
+    error_message: str | None = Field(default=None, sa_type=sa.Text)
+    error_detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    heartbeat_at: datetime | None = _ts()
+    worker_id: str | None = Field(default=None, max_length=200)
+    resumed_from: int | None = Field(default=None, foreign_key="run.id")
+    cancel_requested: bool = False
+
+
+class RunEvent(SQLModel, table=True):
+    """An append-only record of a run's status change, progress or log line; its id is the cursor."""
+
+    __tablename__ = "run_event"
+    __table_args__ = (sa.Index("ix_run_event_run_id_id", "run_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    ts: datetime = _ts(nullable=False)
+    kind: str = Field(max_length=20)
+    level: str = Field(default="INFO", max_length=10)
+    step: str | None = Field(default=None, max_length=20)
+    message: str = Field(default="", sa_type=sa.Text)
+    data: dict[str, Any] = _json()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when: triggers, cancels, retries, exports, config changes."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = _ts(nullable=False, index=True)
+    actor: str = Field(default="", max_length=200)
+    action: str = Field(max_length=50)
+    target: str = Field(default="", max_length=200)
+    details: dict[str, Any] = _json()
+
+
+class DemoCategory(SQLModel, table=True):
+    """Target table of the demo job: one row per category of the synthetic catalogue."""
+
+    __tablename__ = "demo_category"
+
+    id: int = Field(primary_key=True)
+    name: str = Field(max_length=100)
+    loads: int = 1
+
+
+class DemoSubject(SQLModel, table=True):
+    """Target table of the demo job: one row per subject; `loads` counts how often it was written."""
+
+    __tablename__ = "demo_subject"
+
+    id: int = Field(primary_key=True)
+    category_id: int
+    name: str = Field(max_length=100)
+    score: float
+    loads: int = 1
+
+
+class CsvReject(SQLModel, table=True):
+    """Quarantine of the csv_import job: a row that was not loaded, with where it was and why."""
+
+    __tablename__ = "csv_reject"
+    __table_args__ = (sa.Index("ix_csv_reject_run_id", "run_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="run.id")
+    file: str = Field(sa_type=sa.Text)
+    line: int
+    reason: str = Field(sa_type=sa.Text)
+    raw: str = Field(default="", sa_type=sa.Text)
+    ts: datetime = _ts(nullable=False)
+
+
+class RunRecord(SQLModel):
+    """The public shape of a run: CLI JSON/CSV output, exports and the API."""
+
+    id: int
+    job: str
+    status: str
+    trigger: str
+    triggered_by: str
+    start_date: datetime | None
+    end_date: datetime | None
+    duration: float | None  # seconds from start to end; None until the run has ended
+    total_records: int | None
+    offset: int
+    records_loaded: int
+    records_rejected: int
+    counters: dict[str, Any]
+    current_step: str | None
+    error_type: str | None
+    error_message: str | None
+    created_at: datetime
+    resumed_from: int | None
+
+    @classmethod
+    def from_run(cls, run: Run) -> RunRecord:
+        """The public record of `run`."""
+        ended, started = run.ended_at, run.started_at
+        duration = (ended - started).total_seconds() if ended and started else None
+        assert run.id is not None
+        return cls(
+            id=run.id,
+            job=run.job,
+            status=run.status,
+            trigger=run.trigger,
+            triggered_by=run.triggered_by,
+            start_date=run.started_at,
+            end_date=run.ended_at,
+            duration=duration,
+            total_records=run.total_records,
+            offset=run.offset,
+            records_loaded=run.records_loaded,
+            records_rejected=run.records_rejected,
+            counters=dict(run.counters or {}),
+            current_step=run.current_step,
+            error_type=run.error_type,
+            error_message=run.error_message,
+            created_at=run.created_at,
+            resumed_from=run.resumed_from,
+        )

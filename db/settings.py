@@ -1,0 +1,43 @@
+"""Runwatch settings: one typed object, read from `RUNWATCH_*` environment variables."""
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting Runwatch reads; no other code looks at the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNWATCH_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///data/runwatch.db",
+        description="SQLAlchemy URL of the database (SQLite file or postgresql+psycopg://).",
+    )
+    heartbeat_s: float = Field(5.0, gt=0, description="Seconds between a running run's heartbeats.")
+    orphan_timeout_s: float = Field(
+        60.0, gt=0, description="A running run whose heartbeat is older than this is interrupted."
+    )
+    progress_interval_s: float = Field(
+        1.0, ge=0, description="Least seconds between two progress events of one run."
+    )
+    worker_poll_s: float = Field(1.0, gt=0, description="Seconds a worker waits between claims.")
+    worker_enabled: bool = Field(
+        True, description="Start the in-process worker thread inside the Streamlit app."
+    )
+    api_host: str = Field("127.0.0.1", description="Address `runwatch serve-api` listens on.")
+    api_port: int = Field(8000, description="Port `runwatch serve-api` listens on.")
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed to call the API (`*` for any)."
+    )
+    cache_ttl_s: float = Field(
+        1.0, ge=0, description="Seconds the app caches the queries behind one refresh tick."
+    )
+    actor: str = Field("analyst", description="Name recorded as the actor of app actions.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings, read once from the environment."""
+    return Settings()

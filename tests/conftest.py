@@ -1,0 +1,98 @@
+"""Fixtures shared by every test: a fresh database per test, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from db.engine import dispose_engines
+from db.migrate import init_db
+from db.settings import Settings, get_settings
+
+POSTGRES_URL = os.environ.get(
+    "RUNWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _postgres_admin_dsn() -> str:
+    return (
+        sa.make_url(POSTGRES_URL).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+
+
+def _postgres_unavailable() -> str | None:
+    try:
+        with psycopg.connect(_postgres_admin_dsn(), connect_timeout=3):
+            return None
+    except psycopg.OperationalError as error:
+        return f"no PostgreSQL server at {sa.make_url(POSTGRES_URL).host}: {error}".strip()
+
+
+_PG_REASON = _postgres_unavailable()
+
+
+def pytest_report_header() -> str:
+    return f"PostgreSQL variants: {'skipped (' + _PG_REASON + ')' if _PG_REASON else 'run'}"
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """The URL of a fresh, empty database of the test's backend, dropped afterwards."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'runwatch.db'}"
+        return
+    if _PG_REASON:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL variants: {_PG_REASON}")
+        pytest.skip(_PG_REASON)
+    name = f"runwatch_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_postgres_admin_dsn(), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield sa.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        dispose_engines()
+        with psycopg.connect(_postgres_admin_dsn(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses a database once per backend."""
+    if "database_url" in metafunc.fixturenames and not hasattr(metafunc.function, "sqlite_only"):
+        metafunc.parametrize("database_url", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def settings(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings pointing at the test database, with fast heartbeats; also set in the environment."""
+    values = {
+        "DATABASE_URL": database_url,
+        "HEARTBEAT_S": "0.2",
+        "ORPHAN_TIMEOUT_S": "2",
+        "PROGRESS_INTERVAL_S": "0.05",
+        "WORKER_POLL_S": "0.1",
+        "CACHE_TTL_S": "0",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(f"RUNWATCH_{key}", value)
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+    dispose_engines()
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[sa.Engine]:
+    """A migrated engine on the test database, with the built-in jobs."""
+    from db.engine import get_engine
+
+    engine = get_engine(settings.database_url)
+    init_db(engine)
+    yield engine
