@@ -1,0 +1,57 @@
+"""What every page needs first: the engine, the in-process worker and the database-down banner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+import streamlit as st
+
+from db.engine import get_engine
+from db.migrate import init_db
+from db.settings import get_settings
+from etl.worker import BackgroundWorker
+
+
+@st.cache_resource(show_spinner=False)
+def _ready_engine(url: str) -> sa.Engine:
+    engine = get_engine(url)
+    init_db(engine)
+    return engine
+
+
+@st.cache_resource(show_spinner=False)
+def _background_worker(url: str) -> BackgroundWorker:
+    return BackgroundWorker(_ready_engine(url), get_settings()).start()
+
+
+def engine() -> sa.Engine:
+    """The migrated engine of the configured database (one per process), with the worker started."""
+    settings = get_settings()
+    ready = _ready_engine(settings.database_url)
+    if settings.worker_enabled:
+        _background_worker(settings.database_url)
+    return ready
+
+
+def worker() -> BackgroundWorker | None:
+    """The app's in-process worker, when enabled."""
+    settings = get_settings()
+    return _background_worker(settings.database_url) if settings.worker_enabled else None
+
+
+@contextmanager
+def database_guard() -> Iterator[None]:
+    """Show a banner instead of a traceback when the database cannot be reached, and stop the page."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+        _ready_engine.clear()
+        st.error(
+            "The database cannot be reached right now. Runwatch keeps trying; this page "
+            "recovers by itself when the database is back.",
+            icon="🔌",
+        )
+        st.caption(f"Details: {type(error.orig).__name__}: {str(error.orig).splitlines()[0][:300]}")
+        st.stop()
