@@ -84,11 +84,9 @@ BUILTIN_JOBS = (
 
 
 def ensure_builtin_jobs(*, session: Session) -> None:
-    """Add the built-in jobs that are not configured yet."""
-    existing = set(session.exec(select(Job.name)).all())
-    for job in BUILTIN_JOBS:
-        if job.name not in existing:
-            session.add(Job.model_validate(job.model_dump()))
+    """Add the built-in jobs that are not configured yet (safe when many processes start at once)."""
+    rows = [job.model_dump() for job in BUILTIN_JOBS]
+    upsert(session=session, table=Job.__table__, rows=rows, key=["name"], update=False)  # type: ignore[attr-defined]
 
 
 def list_jobs(*, session: Session) -> Sequence[Job]:
@@ -561,14 +559,20 @@ def upsert(
     rows: Sequence[dict[str, Any]],
     key: Sequence[str],
     increment: str | None = None,
+    update: bool = True,
 ) -> None:
-    """Insert rows, updating the ones whose key exists (and adding 1 to column `increment`)."""
+    """Insert rows, updating the ones whose key exists (and adding 1 to column `increment`).
+
+    With `update=False` existing rows are left as they are.
+    """
     if not rows:
         return
     dialect = session.get_bind().dialect.name
     statement: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     updates: dict[str, Any] = {
-        name: statement.excluded[name] for name in rows[0] if name not in key and name != increment
+        name: statement.excluded[name]
+        for name in rows[0]
+        if update and name not in key and name != increment
     }
     if increment:
         updates[increment] = table.c[increment] + 1
