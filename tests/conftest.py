@@ -96,3 +96,12 @@ def engine(settings: Settings) -> Iterator[sa.Engine]:
     engine = get_engine(settings.database_url)
     init_db(engine)
     yield engine
+
+
+@pytest.fixture
+def api_url(engine: sa.Engine, settings: Settings) -> Iterator[str]:
+    """Base URL of the API served by a real uvicorn server (a thread) on the test database."""
+    from tests.apiserver import running_api
+
+    with running_api(settings.database_url, settings=settings) as url:
+        yield url
