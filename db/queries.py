@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -609,3 +609,332 @@ def list_audit(
     if action:
         query = query.where(AuditEvent.action == action)
     return session.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit)).all()
+
+
+# ---------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class StatsScope:
+    """The runs statistics cover: created in [since, until), of one job or of all."""
+
+    since: datetime
+    until: datetime
+    job: str | None = None
+
+    def filters(self) -> RunFilters:
+        """The same runs as history filters."""
+        return RunFilters(jobs=(self.job,) if self.job else (), since=self.since, until=self.until)
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Continuous percentiles (as PostgreSQL's percentile_cont) of finished runs' durations."""
+
+    count: int
+    p50_s: float | None
+    p90_s: float | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The summary cards: counts, records, duration percentiles and mean time to recovery."""
+
+    runs: int
+    finished: int
+    failed: int
+    cancelled: int
+    records: int
+    durations: Percentiles
+    mttr_s: float | None  # mean seconds from a failure streak's first failure to the next finish
+
+    @property
+    def success_rate(self) -> float | None:
+        """Finished runs among finished and failed ones (cancelled runs are a choice, not a failure)."""
+        ended = self.finished + self.failed
+        return self.finished / ended if ended else None
+
+
+@dataclass(frozen=True)
+class DayStats:
+    """One UTC day of runs (by creation time)."""
+
+    day: date
+    runs: int
+    finished: int
+    failed: int
+    records: int  # records loaded by every run of the day
+    finished_records: int  # records loaded by the day's finished runs
+    busy_s: float  # summed duration of the day's finished runs
+
+    @property
+    def success_rate(self) -> float | None:
+        """Finished runs among the day's finished and failed ones."""
+        ended = self.finished + self.failed
+        return self.finished / ended if ended else None
+
+    @property
+    def throughput(self) -> float | None:
+        """Records per second of the day's finished runs."""
+        return self.finished_records / self.busy_s if self.busy_s > 0 else None
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    """One ended run as a chart point or a highlighted row."""
+
+    run_id: int
+    job: str
+    status: str
+    started_at: datetime | None
+    duration_s: float | None  # None for a failed run that never started
+    records: int
+    reason: str = ""  # why it is highlighted: failed, or slower than its job's p90
+
+
+def _count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+def _seconds(later: Any, earlier: Any, dialect: str) -> sa.ColumnElement[Any]:
+    if dialect == "postgresql":
+        return sa.extract("epoch", later - earlier)
+    return (sa.func.julianday(later) - sa.func.julianday(earlier)) * 86400.0
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _finished_in(scope: StatsScope) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        filter_clause(scope.filters()),
+        col(Run.status) == RunStatus.FINISHED,
+        col(Run.started_at).is_not(None),
+        col(Run.ended_at).is_not(None),
+    )
+
+
+def duration_percentiles(
+    *, session: Session, scope: StatsScope, by_job: bool = False
+) -> dict[str | None, Percentiles]:
+    """p50/p90 of finished runs' durations, overall (key None) or per job, computed in SQL."""
+    if _dialect(session) == "postgresql":
+        return _percentiles_postgres(session, scope, by_job)
+    return _percentiles_sqlite(session, scope, by_job)
+
+
+def _percentiles_postgres(
+    session: Session, scope: StatsScope, by_job: bool
+) -> dict[str | None, Percentiles]:
+    duration = duration_expr("postgresql")
+    key = col(Run.job) if by_job else sa.null()
+    query = sa.select(
+        key,
+        sa.func.count(),
+        sa.func.percentile_cont(0.5).within_group(duration),
+        sa.func.percentile_cont(0.9).within_group(duration),
+    ).where(_finished_in(scope))
+    if by_job:
+        query = query.group_by(col(Run.job))
+    rows = session.execute(query).all()
+    return {k: Percentiles(n, _float(p50), _float(p90)) for k, n, p50, p90 in rows if n}
+
+
+_SQLITE_PERCENTILES = (0.5, 0.9)
+
+
+def _percentiles_sqlite(
+    session: Session, scope: StatsScope, by_job: bool
+) -> dict[str | None, Percentiles]:
+    """SQLite has no percentile function: rank the durations with window functions in SQL and
+    fetch only the two neighbours of each percentile's position, p * (n - 1), per group; the
+    value is interpolated between them exactly as percentile_cont does."""
+    duration = duration_expr("sqlite")
+    partition = [col(Run.job)] if by_job else []
+    ranked = (
+        sa.select(
+            col(Run.job).label("job"),
+            duration.label("d"),
+            (sa.func.row_number().over(partition_by=partition, order_by=duration) - 1).label("rn"),
+            sa.func.count().over(partition_by=partition).label("n"),
+        )
+        .where(_finished_in(scope))
+        .subquery()
+    )
+    picks: list[Any] = []
+    for p in _SQLITE_PERCENTILES:
+        low = sa.cast(p * (ranked.c.n - 1), sa.Integer)
+        picks.append(sa.func.max(sa.case((ranked.c.rn == low, ranked.c.d))))
+        picks.append(sa.func.max(sa.case((ranked.c.rn == low + 1, ranked.c.d))))
+    key = ranked.c.job if by_job else sa.null()
+    query = sa.select(key, sa.func.max(ranked.c.n), *picks)
+    if by_job:
+        query = query.group_by(ranked.c.job)
+    result: dict[str | None, Percentiles] = {}
+    for k, n, *values in session.execute(query).all():
+        if n:
+            p50, p90 = (
+                _interpolate(p, n, *values[2 * i : 2 * i + 2])
+                for i, p in enumerate(_SQLITE_PERCENTILES)
+            )
+            result[k] = Percentiles(int(n), p50, p90)
+    return result
+
+
+def _interpolate(p: float, n: int, low: float, high: float | None) -> float:
+    position = p * (n - 1)
+    fraction = position - int(position)
+    return float(low) + (float(high if high is not None else low) - float(low)) * fraction
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def run_summary(*, session: Session, scope: StatsScope) -> RunSummary:
+    """Counts, records, duration percentiles and mean time to recovery of the scope's runs."""
+    status = col(Run.status)
+    runs, finished, failed, cancelled, records = session.execute(
+        sa.select(
+            sa.func.count(),
+            _count_if(status == RunStatus.FINISHED),
+            _count_if(status == RunStatus.FAILED),
+            _count_if(status == RunStatus.CANCELLED),
+            sa.func.coalesce(sa.func.sum(Run.records_loaded), 0),
+        ).where(filter_clause(scope.filters()))
+    ).one()
+    durations = duration_percentiles(session=session, scope=scope).get(None)
+    return RunSummary(
+        runs=int(runs),
+        finished=int(finished),
+        failed=int(failed),
+        cancelled=int(cancelled),
+        records=int(records),
+        durations=durations or Percentiles(0, None, None),
+        mttr_s=mean_time_to_recovery(session=session, scope=scope),
+    )
+
+
+def mean_time_to_recovery(*, session: Session, scope: StatsScope) -> float | None:
+    """Mean seconds from the end of a failure streak's first failed run to the end of the job's
+    next finished run, over the scope's finished and failed runs in order of ending; a streak of
+    failures counts once (an outage), and a streak not yet recovered is left out."""
+    ended = col(Run.ended_at)
+    ordered: dict[str, Any] = {"partition_by": col(Run.job), "order_by": (ended, col(Run.id))}
+    finished = col(Run.status) == RunStatus.FINISHED
+    streaks = (
+        sa.select(
+            col(Run.status).label("status"),
+            ended.label("ended_at"),
+            sa.func.lag(col(Run.status)).over(**ordered).label("previous"),
+            sa.func.min(sa.case((finished, ended)))
+            .over(**ordered, rows=(1, None))
+            .label("recovered_at"),
+        )
+        .where(
+            filter_clause(scope.filters()),
+            col(Run.status).in_((RunStatus.FINISHED, RunStatus.FAILED)),
+            ended.is_not(None),
+        )
+        .subquery()
+    )
+    seconds = _seconds(streaks.c.recovered_at, streaks.c.ended_at, _dialect(session))
+    query = sa.select(sa.func.avg(seconds)).where(
+        streaks.c.status == RunStatus.FAILED,
+        sa.or_(streaks.c.previous.is_(None), streaks.c.previous == RunStatus.FINISHED),
+        streaks.c.recovered_at.is_not(None),
+    )
+    return _float(session.execute(query).scalar_one())
+
+
+def _day_expr(dialect: str) -> sa.ColumnElement[Any]:
+    if dialect == "postgresql":
+        return sa.func.date(sa.func.timezone(sa.literal_column("'UTC'"), Run.created_at))
+    return sa.func.date(Run.created_at)
+
+
+def daily_stats(*, session: Session, scope: StatsScope) -> list[DayStats]:
+    """The scope's runs grouped by UTC day of creation, oldest day first."""
+    dialect = _dialect(session)
+    day = _day_expr(dialect).label("day")
+    finished = col(Run.status) == RunStatus.FINISHED
+    duration = sa.case((finished, duration_expr(dialect)), else_=0)
+    query = (
+        sa.select(
+            day,
+            sa.func.count(),
+            _count_if(finished),
+            _count_if(col(Run.status) == RunStatus.FAILED),
+            sa.func.coalesce(sa.func.sum(Run.records_loaded), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((finished, Run.records_loaded), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(duration), 0),
+        )
+        .where(filter_clause(scope.filters()))
+        .group_by(day)
+        .order_by(day)
+    )
+    return [
+        DayStats(_as_date(d), int(n), int(ok), int(bad), int(rec), int(fin_rec), float(busy or 0))
+        for d, n, ok, bad, rec, fin_rec, busy in session.execute(query).all()
+    ]
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
+
+
+_POINT_COLUMNS = (
+    col(Run.id),
+    col(Run.job),
+    col(Run.status),
+    col(Run.started_at),
+    col(Run.records_loaded),
+)
+
+
+def _points(rows: Sequence[Any], reasons: dict[int, str]) -> list[RunPoint]:
+    return [
+        RunPoint(
+            run_id, job, status, started, _float(duration), int(records), reasons.get(run_id, "")
+        )
+        for run_id, job, status, started, records, duration in rows
+    ]
+
+
+def duration_points(*, session: Session, scope: StatsScope, limit: int = 2000) -> list[RunPoint]:
+    """The newest `limit` ended runs of the scope with their durations, oldest first (a chart)."""
+    duration = duration_expr(_dialect(session))
+    query = (
+        sa.select(*_POINT_COLUMNS, duration)
+        .where(filter_clause(scope.filters()), duration.is_not(None))
+        .order_by(col(Run.created_at).desc(), col(Run.id).desc())
+        .limit(limit)
+    )
+    return _points(session.execute(query).all(), {})[::-1]
+
+
+def highlighted_runs(*, session: Session, scope: StatsScope, limit: int = 100) -> list[RunPoint]:
+    """The scope's failed runs and finished runs slower than their job's p90, newest first."""
+    duration = duration_expr(_dialect(session))
+    p90s = duration_percentiles(session=session, scope=scope, by_job=True)
+    slow = [
+        sa.and_(col(Run.job) == job, col(Run.status) == RunStatus.FINISHED, duration > p.p90_s)
+        for job, p in p90s.items()
+        if p.p90_s is not None
+    ]
+    failed = col(Run.status) == RunStatus.FAILED
+    query = (
+        sa.select(*_POINT_COLUMNS, duration)
+        .where(filter_clause(scope.filters()), sa.or_(failed, *slow))
+        .order_by(col(Run.created_at).desc(), col(Run.id).desc())
+        .limit(limit)
+    )
+    rows = session.execute(query).all()
+    reasons = {
+        row[0]: "failed"
+        if row[2] == RunStatus.FAILED
+        else f"slower than {row[1]}'s p90 ({p90s[row[1]].p90_s:.1f} s)"
+        for row in rows
+    }
+    return _points(rows, reasons)
