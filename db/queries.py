@@ -549,6 +549,76 @@ def iter_runs(
         session.expunge(run)
 
 
+# ---------------------------------------------------------------- live overview
+
+HISTORY_RUNS = 50  # past successful runs an ETA learns from
+
+
+@dataclass(frozen=True)
+class JobLive:
+    """One job at a glance: its configuration, latest runs and past throughput (the Live page)."""
+
+    name: str
+    title: str
+    kind: str
+    params: dict[str, Any]
+    schedule: str | None
+    enabled: bool
+    recent: list[RunRecord]  # the five latest runs, newest first
+    last_success: RunRecord | None
+    throughputs: list[float]  # records/s of recent successful runs that did not resume another
+    cancel_requested: bool = False  # of the active run
+
+    @property
+    def active(self) -> RunRecord | None:
+        """The pending or running run (always the newest: a job has at most one active run)."""
+        latest = self.recent[0] if self.recent else None
+        return latest if latest and latest.status in ACTIVE_STATUSES else None
+
+
+def live_overview(*, session: Session, jobs: Sequence[str] = ()) -> list[JobLive]:
+    """Every job (or those named) with its five latest runs, last success and throughput history."""
+    query = select(Job).order_by(Job.name)
+    if jobs:
+        query = query.where(col(Job.name).in_(list(jobs)))
+    return [_job_live(session, job) for job in session.exec(query).all()]
+
+
+def _newest_runs(job: str, limit: int, *statuses: str) -> Any:
+    query = select(Run).where(Run.job == job)
+    if statuses:
+        query = query.where(col(Run.status).in_(statuses))
+    return query.order_by(col(Run.created_at).desc(), col(Run.id).desc()).limit(limit)
+
+
+def _job_live(session: Session, job: Job) -> JobLive:
+    recent = session.exec(_newest_runs(job.name, 5)).all()
+    successes = session.exec(_newest_runs(job.name, HISTORY_RUNS, RunStatus.FINISHED)).all()
+    rates = [
+        run.offset / seconds
+        for run in successes
+        if run.resumed_from is None and run.offset > 0 and (seconds := _run_seconds(run)) > 0
+    ]
+    return JobLive(
+        name=job.name,
+        title=job.title,
+        kind=job.kind,
+        params=dict(job.params or {}),
+        schedule=job.schedule,
+        enabled=job.enabled,
+        recent=[RunRecord.from_run(run) for run in recent],
+        last_success=RunRecord.from_run(successes[0]) if successes else None,
+        throughputs=rates,
+        cancel_requested=bool(recent and recent[0].cancel_requested),
+    )
+
+
+def _run_seconds(run: Run) -> float:
+    if run.started_at is None or run.ended_at is None:
+        return 0.0
+    return (run.ended_at - run.started_at).total_seconds()
+
+
 # ---------------------------------------------------------------- target tables
 
 

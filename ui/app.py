@@ -12,6 +12,7 @@ from db.engine import get_engine
 from db.migrate import init_db
 from db.settings import get_settings
 from etl.worker import BackgroundWorker
+from ui.refresh import retry_soon
 
 
 @st.cache_resource(show_spinner=False)
@@ -54,4 +55,5 @@ def database_guard() -> Iterator[None]:
             icon="🔌",
         )
         st.caption(f"Details: {type(error.orig).__name__}: {str(error.orig).splitlines()[0][:300]}")
+        retry_soon()
         st.stop()

@@ -1,0 +1,80 @@
+"""Status badges and the formatting every page shares: durations, relative and local times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import streamlit as st
+
+from db.models import RunStatus, utcnow
+
+IDLE = "idle"  # a job with no active run whose last run did not fail or get cancelled
+
+# colour and label of each status badge; blue means moving, red needs attention
+_BADGES: dict[str, tuple[str, str, str]] = {
+    RunStatus.RUNNING: ("blue", "Running", ":material/play_circle:"),
+    RunStatus.PENDING: ("violet", "Pending", ":material/schedule:"),
+    RunStatus.FINISHED: ("green", "Finished", ":material/check_circle:"),
+    RunStatus.FAILED: ("red", "Failed", ":material/error:"),
+    RunStatus.CANCELLED: ("orange", "Cancelled", ":material/cancel:"),
+    IDLE: ("gray", "Idle", ":material/pause_circle:"),
+}
+
+
+def status_label(status: str) -> str:
+    """The human label of a run status (or `idle`)."""
+    return _BADGES.get(status, ("gray", status.title(), ""))[1]
+
+
+def status_badge(status: str) -> None:
+    """Draw the colour-coded badge of a status."""
+    colour, label, icon = _BADGES.get(status, ("gray", status.title(), ""))
+    st.badge(label, color=colour, icon=icon or None)  # type: ignore[arg-type]
+
+
+def badge_markdown(status: str) -> str:
+    """The badge as inline Markdown, for captions and table cells."""
+    colour, label, _ = _BADGES.get(status, ("gray", status.title(), ""))
+    return f":{colour}-badge[{label}]"
+
+
+def format_duration(seconds: float | None) -> str:
+    """Seconds as `1h 02m`, `3m 05s` or `12s` (an em dash when unknown)."""
+    if seconds is None:
+        return "—"
+    whole = max(int(round(seconds)), 0)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def relative_time(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago `moment` was: `just now`, `5 min ago`, `3 h ago`, `2 d ago`."""
+    if moment is None:
+        return "never"
+    seconds = ((now or utcnow()) - moment).total_seconds()
+    if seconds < 45:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "1 min ago"
+
+
+def viewer_zone() -> tzinfo:
+    """The viewer's browser time zone (UTC when the browser does not say)."""
+    name = getattr(st.context, "timezone", None)
+    try:
+        return ZoneInfo(name) if name else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """`moment` in the viewer's time zone (an em dash when missing)."""
+    return moment.astimezone(viewer_zone()).strftime(fmt) if moment else "—"
