@@ -1,0 +1,52 @@
+"""The Jobs page, run headless with AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from db.models import RunStatus
+from db.queries import get_job, write_session
+from db.settings import Settings, get_settings
+from tests.factories import make_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def no_worker(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """No in-process worker: the seeded runs stay as they are."""
+    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
+    get_settings.cache_clear()
+
+
+def jobs_page() -> AppTest:
+    """The Jobs page, run once."""
+    at = AppTest.from_file(str(ROOT / "pages" / "4_Jobs.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_jobs_lists_every_job_with_its_last_run(engine: sa.Engine, no_worker: None) -> None:
+    with write_session(engine) as session:
+        get_job(session=session, name="demo").schedule = "*/5 * * * *"
+        run = make_run(session, status=RunStatus.FAILED, error_message="boom")
+    at = jobs_page()
+    table = at.dataframe[0].value.set_index("Job")
+    assert list(table.index) == ["csv_import", "demo"]
+    demo = table.loc["demo"]
+    assert demo["Kind"] == "demo" and demo["Schedule"] == "*/5 * * * *"
+    assert '"batch_size": 200' in demo["Default parameters"] and bool(demo["Enabled"])
+    assert demo["Last run"].startswith(f"#{run.id} · ") and demo["Last status"] == "Failed"
+    assert table.loc["csv_import", "Last run"] == "never"
+
+
+def test_jobs_database_down_banner(no_worker: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNWATCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/down")
+    get_settings.cache_clear()
+    at = jobs_page()
+    assert "The database cannot be reached" in at.error[0].value

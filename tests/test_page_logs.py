@@ -1,0 +1,112 @@
+"""The Logs page, run headless with AppTest: cursor reads, filters, order and the log download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from db.queries import append_event, write_session
+from db.settings import Settings, get_settings
+from etl.logs import stream_log
+from tests.factories import make_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def no_worker(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """No in-process worker: the seeded runs stay as they are."""
+    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
+    get_settings.cache_clear()
+
+
+def logs_page() -> AppTest:
+    """The Logs page, run once."""
+    at = AppTest.from_file(str(ROOT / "pages" / "3_Logs.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def messages(at: AppTest) -> list[str]:
+    """The messages shown, top to bottom."""
+    return list(at.dataframe[0].value["Message"]) if at.dataframe else []
+
+
+def log(engine: sa.Engine, run_id: int, message: str, level: str = "INFO") -> None:
+    with write_session(engine) as session:
+        append_event(session=session, run_id=run_id, message=message, level=level)
+
+
+@pytest.fixture
+def run_id(engine: sa.Engine) -> int:
+    """A run with three log lines: one per level from INFO to ERROR."""
+    with write_session(engine) as session:
+        run = make_run(session)
+    assert run.id is not None
+    for level in ("INFO", "WARNING", "ERROR"):
+        log(engine, run.id, f"{level.lower()} line", level)
+    return run.id
+
+
+def test_logs_empty_state(engine: sa.Engine, no_worker: None) -> None:
+    at = logs_page()
+    assert "No log lines yet" in at.info[0].value
+
+
+def test_logs_show_new_lines_after_a_rerun(engine: sa.Engine, no_worker: None, run_id: int) -> None:
+    at = logs_page()
+    assert messages(at) == ["error line", "warning line", "info line"]
+    cursor = at.session_state["logs_cursor"]
+    log(engine, run_id, "fresh line")
+    at.run()
+    assert not at.exception
+    assert messages(at)[0] == "fresh line"
+    assert at.session_state["logs_cursor"] > cursor
+
+
+def test_logs_newest_last_order(engine: sa.Engine, no_worker: None, run_id: int) -> None:
+    at = logs_page()
+    at.radio(key="logs_order").set_value("Newest last").run()
+    assert messages(at) == ["info line", "warning line", "error line"]
+
+
+def test_logs_level_and_text_filters(engine: sa.Engine, no_worker: None, run_id: int) -> None:
+    at = logs_page()
+    at.selectbox(key="logs_level").set_value("WARNING").run()
+    assert messages(at) == ["error line", "warning line"]
+    at.text_input(key="logs_text").set_value("warn").run()
+    assert messages(at) == ["warning line"]
+
+
+def test_logs_run_choice_and_pause(engine: sa.Engine, no_worker: None, run_id: int) -> None:
+    with write_session(engine) as session:
+        other = make_run(session)
+    assert other.id is not None
+    log(engine, other.id, "other run")
+    at = logs_page()
+    at.selectbox(key="logs_run").set_value(run_id).run()
+    assert "other run" not in messages(at) and len(messages(at)) == 3
+    at.toggle(key="logs_follow").set_value(False).run()
+    log(engine, run_id, "while paused")
+    at.run()
+    assert "while paused" not in messages(at)
+
+
+def test_download_log_streams_the_whole_run(engine: sa.Engine, run_id: int) -> None:
+    for n in range(25):
+        log(engine, run_id, f"bulk {n}")
+    text = b"".join(stream_log(engine, run_id=run_id, chunk=10)).decode()
+    lines = text.splitlines()
+    assert len(lines) == 28 and lines[0].endswith("info line") and lines[-1].endswith("bulk 24")
+    assert "ERROR" in lines[2] and "+00:00" in lines[0]
+
+
+def test_logs_database_down_banner(no_worker: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNWATCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/down")
+    get_settings.cache_clear()
+    at = logs_page()
+    assert "The database cannot be reached" in at.error[0].value
