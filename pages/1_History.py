@@ -1,0 +1,46 @@
+"""Runwatch — History: filter, sort and page through past runs, inspect one, export the set."""
+
+import streamlit as st
+
+from db.queries import list_jobs, read_session
+from db.settings import get_settings
+from ui import app, export, filters, history
+
+st.set_page_config(page_title="History · Runwatch", page_icon="⏱", layout="wide")
+st.title("History")
+
+with app.database_guard():
+    engine = app.engine()
+    with read_session(engine) as session:
+        jobs = [job.name for job in list_jobs(session=session)]
+    filters.restore_from_url(jobs)
+    filters.filter_bar(jobs)
+    view, problem = filters.without_reversed_range(filters.current_view())
+    if problem:
+        st.warning(problem)
+    found, page = history.load_page(engine, view)
+    st.session_state.history_page = page
+    selected = history.runs_table(found.runs)
+    if not found.total:
+        st.info(
+            "No runs match these filters — clear some of them, or start a run from the Home page."
+        )
+    history.pager(found.total, view.page_size)
+    export.download_buttons(engine, view.filters(), view.sort, get_settings().actor, found.total)
+    st.divider()
+    st.subheader("Run details")
+    if selected is not None and selected != st.session_state.get("history_selected"):
+        st.session_state.history_run = selected
+    st.session_state.history_selected = selected
+    st.number_input(
+        "Run number",
+        min_value=1,
+        step=1,
+        value=None,
+        key="history_run",
+        placeholder="Select a row above or type a run number",
+    )
+    view = filters.current_view()
+    filters.save_to_url(view)
+    if view.run_id:
+        history.run_details(engine, int(view.run_id), get_settings().actor)

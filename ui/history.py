@@ -1,0 +1,207 @@
+"""History's table, pager and run details (with Retry / Resume); data through db.queries only."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+import streamlit as st
+
+from db.models import Run, RunRecord, RunStatus
+from db.queries import (
+    RunPage,
+    RunwatchError,
+    get_run,
+    list_events,
+    list_runs,
+    read_session,
+    record_audit,
+    resume_run,
+    write_session,
+)
+from ui import app
+from ui.badges import badge_markdown, format_duration, local_time, status_label
+from ui.filters import PAGE_SIZES, HistoryView, first_page
+
+TIMELINE_LIMIT = 500
+RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def load_page(engine: sa.Engine, view: HistoryView) -> tuple[RunPage, int]:
+    """The view's page of runs and its page number, moved back to the last page if past it."""
+    with read_session(engine) as session:
+        found = list_runs(
+            session=session,
+            filters=view.filters(),
+            sort=view.sort,
+            page=view.page,
+            page_size=view.page_size,
+        )
+        last = max(1, math.ceil(found.total / view.page_size))
+        if view.page <= last:
+            return found, view.page
+        found = list_runs(
+            session=session,
+            filters=view.filters(),
+            sort=view.sort,
+            page=last,
+            page_size=view.page_size,
+        )
+        return found, last
+
+
+def table_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """The history table's rows: one per run, times in the viewer's zone."""
+    rows = []
+    for run in runs:
+        record = RunRecord.from_run(run)
+        rows.append(
+            {
+                "Run": run.id,
+                "Job": run.job,
+                "Status": status_label(run.status),
+                "Trigger": run.trigger,
+                "Created": local_time(run.created_at),
+                "Duration": format_duration(record.duration),
+                "Records": run.records_loaded,
+                "Rejected": run.records_rejected,
+                "Error": run.error_message or "",
+            }
+        )
+    return rows
+
+
+def runs_table(runs: Sequence[Run]) -> int | None:
+    """Draw the page of runs; return the id of the row the user selected, if any."""
+    event: Any = st.dataframe(
+        table_rows(runs),
+        hide_index=True,
+        key="history_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        width="stretch",
+    )
+    rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
+    return runs[rows[0]].id if rows and rows[0] < len(runs) else None
+
+
+def pager(total: int, page_size: int) -> None:
+    """Page size and page number widgets, with where the page sits in the filtered set."""
+    last = max(1, math.ceil(total / page_size))
+    left, middle, right = st.columns([1, 1, 3])
+    left.selectbox("Rows per page", PAGE_SIZES, key="history_page_size", on_change=first_page)
+    middle.number_input("Page", min_value=1, max_value=last, step=1, key="history_page")
+    page = int(st.session_state.get("history_page") or 1)
+    first = (page - 1) * page_size + 1 if total else 0
+    right.caption(
+        f"Runs {first:,}–{min(page * page_size, total):,} of {total:,} · page {page} of {last}"
+    )
+
+
+def retry(engine: sa.Engine, run_id: int, *, actor: str, from_checkpoint: bool) -> Run:
+    """Enqueue a retry (from scratch) or a resume (from the checkpoint), audit it, wake the worker."""
+    with write_session(engine) as session:
+        run = resume_run(
+            session=session, run_id=run_id, triggered_by=actor, from_checkpoint=from_checkpoint
+        )
+        details = {"new_run": run.id, "from_checkpoint": from_checkpoint, "job": run.job}
+        record_audit(
+            session=session, actor=actor, action="retry", target=f"run:{run_id}", details=details
+        )
+    background = app.worker()
+    if background is not None:
+        background.wake()
+    return run
+
+
+def run_details(engine: sa.Engine, run_id: int, actor: str) -> None:
+    """Parameters, counters, error with traceback, event timeline and Retry / Resume of one run."""
+    try:
+        with read_session(engine) as session:
+            run = get_run(session=session, run_id=run_id)
+            events = list_events(session=session, run_id=run_id, limit=TIMELINE_LIMIT)
+    except RunwatchError as error:
+        st.info(f"{error} Pick a run in the table or enter another run number.")
+        return
+    record = RunRecord.from_run(run)
+    st.markdown(f"#### Run #{run.id} · {run.job} {badge_markdown(run.status)}")
+    _summary(run, record)
+    _error(run)
+    if run.status in RESUMABLE:
+        _retry_buttons(engine, run, actor)
+    left, right = st.columns(2)
+    left.markdown("**Parameters**")
+    left.json(run.params or {}, expanded=True)
+    right.markdown("**Counters**")
+    right.json(run.counters or {}, expanded=True)
+    _timeline(events)
+
+
+def _summary(run: Run, record: RunRecord) -> None:
+    total = "?" if run.total_records is None else f"{run.total_records:,}"
+    cells = st.columns(5)
+    cells[0].metric("Records loaded", f"{run.records_loaded:,} / {total}")
+    cells[1].metric("Rejected", f"{run.records_rejected:,}")
+    cells[2].metric("Duration", format_duration(record.duration))
+    cells[3].metric("Trigger", run.trigger)
+    cells[4].metric("By", run.triggered_by or "—")
+    resumed = f" · resumed from run #{run.resumed_from}" if run.resumed_from else ""
+    st.caption(
+        f"Created {local_time(run.created_at)} · started {local_time(run.started_at)} · "
+        f"ended {local_time(run.ended_at)}{resumed}"
+    )
+
+
+def _error(run: Run) -> None:
+    if not (run.error_type or run.error_message):
+        return
+    st.error(f"**{run.error_type or 'Error'}**: {run.error_message or ''}")
+    detail = dict(run.error_detail or {})
+    with st.expander("Traceback and context"):
+        trace = detail.pop("traceback", None)
+        if trace:
+            st.code(trace, language="text")
+        if detail:
+            st.json(detail)
+
+
+def _retry_buttons(engine: sa.Engine, run: Run, actor: str) -> None:
+    assert run.id is not None
+    left, right, _ = st.columns([1, 1, 3])
+    retry_clicked = left.button(
+        "Retry", key="history_retry", help="Run the job again from the start"
+    )
+    resume_clicked = right.button(
+        "Resume", key="history_resume", help=f"Continue from the checkpoint (record {run.offset:,})"
+    )
+    if not (retry_clicked or resume_clicked):
+        return
+    try:
+        new = retry(engine, run.id, actor=actor, from_checkpoint=resume_clicked)
+    except RunwatchError as error:
+        st.warning(str(error))
+        return
+    verb = "Resume" if resume_clicked else "Retry"
+    st.success(f"{verb} enqueued as run #{new.id}; the worker starts it shortly.")
+
+
+def _timeline(events: Sequence[Any]) -> None:
+    st.markdown("**Timeline**")
+    if not events:
+        st.caption("No events recorded for this run.")
+        return
+    rows = [
+        {
+            "Time": local_time(e.ts, "%Y-%m-%d %H:%M:%S.%f")[:-3],
+            "Kind": e.kind,
+            "Level": e.level,
+            "Step": e.step or "",
+            "Message": e.message,
+        }
+        for e in events
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch", key="history_timeline")
+    if len(events) >= TIMELINE_LIMIT:
+        st.caption(f"The first {TIMELINE_LIMIT} events; the Logs page has the full log.")
