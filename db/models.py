@@ -208,6 +208,30 @@ class CsvReject(SQLModel, table=True):
     ts: datetime = _ts(nullable=False)
 
 
+class RemoteRun(SQLModel, table=True):
+    """Which local run mirrors which run of a followed remote feed (the sse_follow job)."""
+
+    __tablename__ = "remote_run"
+    __table_args__ = (sa.UniqueConstraint("job", "source", "remote_id", name="uq_remote_run"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=100)  # the local job the remote runs are mirrored into
+    source: str = Field(sa_type=sa.Text)  # the followed feed's URL
+    remote_id: str = Field(max_length=100)
+    run_id: int = Field(foreign_key="run.id")
+
+
+class RemoteFeed(SQLModel, table=True):
+    """A followed feed's checkpoint: the last remote event id mirrored into a local job."""
+
+    __tablename__ = "remote_feed"
+
+    job: str = Field(primary_key=True, max_length=100)
+    source: str = Field(primary_key=True, sa_type=sa.Text)
+    last_event_id: str | None = Field(default=None, sa_type=sa.Text)
+    updated_at: datetime = _ts(nullable=False)
+
+
 class RunRecord(SQLModel):
     """The public shape of a run: CLI JSON/CSV output, exports and the API."""
 

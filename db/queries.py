@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -21,6 +21,8 @@ from db.models import (
     AuditEvent,
     EventKind,
     Job,
+    RemoteFeed,
+    RemoteRun,
     Run,
     RunEvent,
     RunRecord,
@@ -122,8 +124,9 @@ def append_event(
     level: str = "INFO",
     step: str | None = None,
     data: dict[str, Any] | None = None,
+    ts: datetime | None = None,
 ) -> int:
-    """Append one run event and return its id (the live readers' cursor)."""
+    """Append one run event (at `ts`, default now) and return its id (the live readers' cursor)."""
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}")
     postgres = session.get_bind().dialect.name == "postgresql"
@@ -133,7 +136,7 @@ def append_event(
         sa.insert(RunEvent)
         .values(
             run_id=run_id,
-            ts=utcnow(),
+            ts=ts or utcnow(),
             kind=str(kind),
             level=level,
             step=step,
@@ -202,6 +205,15 @@ def list_events(
 def last_event_id(*, session: Session) -> int:
     """The id of the newest run event (0 when there is none)."""
     return int(session.exec(select(sa.func.coalesce(sa.func.max(RunEvent.id), 0))).one() or 0)
+
+
+def run_jobs(*, session: Session, run_ids: Iterable[int]) -> dict[int, str]:
+    """The job of each of these runs (the live feed's channel filters)."""
+    ids = list(run_ids)
+    if not ids:
+        return {}
+    rows = session.exec(select(Run.id, Run.job).where(col(Run.id).in_(ids))).all()
+    return {int(run_id): job for run_id, job in rows if run_id is not None}
 
 
 # ---------------------------------------------------------------- runs: writes
@@ -618,6 +630,93 @@ def _run_seconds(run: Run) -> float:
     if run.started_at is None or run.ended_at is None:
         return 0.0
     return (run.ended_at - run.started_at).total_seconds()
+
+
+# ---------------------------------------------------------------- remote feeds (sse_follow)
+
+
+def ensure_job(*, session: Session, name: str, kind: str, title: str = "") -> Job:
+    """The job called `name`, created with `kind` when it does not exist."""
+    job = session.get(Job, name)
+    if job is None:
+        job = Job(name=name, kind=kind, title=title or name)
+        session.add(job)
+        session.flush()
+    return job
+
+
+def feed_checkpoint(*, session: Session, job: str, source: str) -> str | None:
+    """The id of the last event of feed `source` mirrored into `job`, if any."""
+    row = session.get(RemoteFeed, (job, source))
+    return row.last_event_id if row else None
+
+
+def save_feed_checkpoint(*, session: Session, job: str, source: str, last_event_id: str) -> None:
+    """Store the feed's checkpoint (in the transaction of what it mirrored)."""
+    row = session.get(RemoteFeed, (job, source))
+    if row is None:
+        session.add(RemoteFeed(job=job, source=source, last_event_id=last_event_id))
+    else:
+        row.last_event_id, row.updated_at = last_event_id, utcnow()
+    session.flush()
+
+
+def mirrored_run(*, session: Session, job: str, source: str, remote_id: str) -> Run | None:
+    """The local run mirroring remote run `remote_id` of `source` in `job`, if any."""
+    link = session.exec(
+        select(RemoteRun).where(
+            RemoteRun.job == job, RemoteRun.source == source, RemoteRun.remote_id == remote_id
+        )
+    ).first()
+    return session.get(Run, link.run_id, populate_existing=True) if link else None
+
+
+def save_mirror(
+    *, session: Session, job: str, source: str, remote_id: str, values: dict[str, Any]
+) -> tuple[Run, str | None, bool]:
+    """Create or update the mirror of a remote run: (run, its status before or None, changed).
+
+    A job has at most one active run: when the mirror becomes active, any other active run of the
+    job is ended first as failed with error_type `superseded`; its true end applies when it arrives.
+    """
+    run = mirrored_run(session=session, job=job, source=source, remote_id=remote_id)
+    before = run.status if run else None
+    if values.get("status") in ACTIVE_STATUSES and before not in ACTIVE_STATUSES:
+        _supersede_active(session, job)
+    if run is None:
+        run = Run(job=job, trigger=Trigger.REMOTE, **values)
+        session.add(run)
+        session.flush()
+        assert run.id is not None
+        session.add(RemoteRun(job=job, source=source, remote_id=remote_id, run_id=run.id))
+        session.flush()
+        return run, None, True
+    changed = any(getattr(run, name) != value for name, value in values.items())
+    for name, value in values.items():
+        setattr(run, name, value)
+    session.flush()
+    return run, before, changed
+
+
+def _supersede_active(session: Session, job: str) -> None:
+    active = active_run_id(session=session, job=job)
+    if active is not None:
+        end_run(
+            session=session,
+            run=get_run(session=session, run_id=active, fresh=True),
+            status=RunStatus.FAILED,
+            error_type="superseded",
+            error_message="Another remote run became active before this one's end arrived.",
+        )
+
+
+def touch_running(*, session: Session, job: str) -> None:
+    """Mark the job's running runs alive now (mirrors have no runner of their own to heartbeat)."""
+    session.execute(
+        sa.update(Run)
+        .where(col(Run.job) == job, col(Run.status) == RunStatus.RUNNING)
+        .values(heartbeat_at=utcnow())
+    )
 
 
 # ---------------------------------------------------------------- target tables
