@@ -199,13 +199,17 @@ def filter_bar(jobs: Sequence[str]) -> None:
         "Error message contains", key="history_q", on_change=first_page, placeholder="e.g. timeout"
     )
     low[1].selectbox(
-        "Sort by", SORT_KEYS, key="history_sort", format_func=SORT_LABELS.get, on_change=first_page
+        "Sort by",
+        SORT_KEYS,
+        key="history_sort",
+        format_func=SORT_LABELS.__getitem__,
+        on_change=first_page,
     )
     low[2].selectbox(
         "Order",
-        tuple(ORDER_LABELS),
+        list(ORDER_LABELS),
         key="history_dir",
-        format_func=ORDER_LABELS.get,
+        format_func=ORDER_LABELS.__getitem__,
         on_change=first_page,
     )
 

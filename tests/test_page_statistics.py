@@ -1,0 +1,114 @@
+"""The Statistics page, run headless with AppTest on a small seeded history (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from db.settings import Settings, get_settings
+from tests.test_etl_stats import DAY0, HISTORY
+from tests.test_etl_stats import history as history  # noqa: F401  (the seeded-history fixture)
+
+TIMEOUT_S = 60
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def no_worker(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
+    """No in-process worker: the page only reads."""
+    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def statistics() -> AppTest:
+    """The Statistics page, run once."""
+    at = AppTest.from_file(str(ROOT / "pages" / "2_Statistics.py"), default_timeout=TIMEOUT_S)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def cards(at: AppTest) -> dict[str, str]:
+    """The summary cards, label -> value."""
+    return {m.label: m.value for m in at.metric}
+
+
+def texts(at: AppTest) -> str:
+    """Every piece of text on the page, for substring checks."""
+    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.success)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_statistics_cards_match_hand_computed_values(
+    engine: sa.Engine, no_worker: None, history: list[int]
+) -> None:
+    at = statistics()
+    assert cards(at) == {
+        "Runs": "11",
+        "Success rate": "60.0 %",  # 6 finished of 10 finished or failed
+        "Median duration": "35s",  # finished 10, 20, 30, 40, 60, 100
+        "p90 duration": "1m 20s",
+        "Records": "3,250",
+        "Mean time to recovery": "2h 30m",  # (7225 s + 10890 s) / 2
+    }
+    assert len(at.get("vega_lite_chart")) == 4
+
+
+def test_highlights_list_failed_and_slow_runs(
+    engine: sa.Engine, no_worker: None, history: list[int]
+) -> None:
+    table = statistics().dataframe[0].value
+    assert table["Run"].tolist() == [history[i - 1] for i in (9, 8, 11, 4, 3)]
+    assert table["Why"].tolist()[0] == "slower than demo's p90 (76.0 s)"
+
+
+def test_job_choice_narrows_the_statistics(
+    engine: sa.Engine, no_worker: None, history: list[int]
+) -> None:
+    at = statistics()
+    at.selectbox(key="statistics_job").set_value("csv_import").run()
+    assert not at.exception
+    assert cards(at)["Runs"] == "2" and cards(at)["Mean time to recovery"] == "—"
+
+
+def test_custom_range_of_one_day(engine: sa.Engine, no_worker: None, history: list[int]) -> None:
+    at = statistics()
+    at.get("button_group")[0].set_value("custom").run()
+    assert "Pick the first and the last day" in texts(at)
+    at.date_input(key="statistics_custom").set_value((DAY0.date(), DAY0.date())).run()
+    assert not at.exception
+    assert cards(at)["Runs"] == str(sum(1 for row in HISTORY if row[2].date() == DAY0.date()))
+
+
+def test_empty_range_says_what_to_do(
+    engine: sa.Engine, no_worker: None, history: list[int]
+) -> None:
+    at = statistics()
+    at.get("button_group")[0].set_value("24 h").run()
+    assert not at.exception
+    assert "No runs in this time range" in texts(at)
+
+
+def test_unreachable_database_shows_a_banner(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNWATCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/none")
+    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
+    get_settings.cache_clear()
+    try:
+        at = statistics()
+    finally:
+        get_settings.cache_clear()
+    assert "cannot be reached" in "\n".join(e.value for e in at.error)
+
+
+def test_duration_chart_draws_the_p50_and_p90_lines(
+    engine: sa.Engine, no_worker: None, history: list[int]
+) -> None:
+    chart = statistics().get("vega_lite_chart")[0].proto
+    drawn = chart.spec + "".join(str(d) for d in chart.datasets)
+    assert "p50 35.0 s" in drawn and "p90 80.0 s" in drawn
