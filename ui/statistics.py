@@ -36,7 +36,7 @@ def _percent(rate: float | None) -> str:
 
 def summary_cards(summary: RunSummary) -> None:
     """Runs, success rate, median and p90 duration, records and mean time to recovery."""
-    cells = st.columns(6)
+    cells = [*st.columns(3), *st.columns(3)]
     cells[0].metric(
         "Runs",
         f"{summary.runs:,}",
