@@ -3,15 +3,46 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import pydantic
 import sqlalchemy as sa
 
 from db.engine import get_engine
 from db.migrate import init_db
-from db.queries import RunwatchError, list_jobs, read_session
+from db.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
+from db.queries import (
+    SORT_KEYS,
+    ActiveRunExists,
+    RunFilters,
+    RunSort,
+    RunwatchError,
+    claim_next_run,
+    create_run,
+    get_job,
+    iter_runs,
+    list_jobs,
+    list_runs,
+    read_session,
+    record_audit,
+    request_cancel,
+    resume_run,
+    write_session,
+)
 from db.settings import get_settings
+from etl.jobs import JobError, RunContext, job_class
+from etl.progress import ProgressBar, format_duration
+from etl.runner import Runner
+from etl.worker import Worker, make_worker_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACTIVE = 0, 1, 2, 3
 
@@ -41,6 +72,362 @@ def cmd_serve_api(args: argparse.Namespace, engine: sa.Engine) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- argument types
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """`key=value` with the value read as JSON when it is JSON (numbers, booleans), else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key.strip(), value
+
+
+def parse_moment(text: str, *, day_end: bool = False) -> datetime:
+    """An ISO date or datetime as aware UTC (naive means UTC); a bare date ends at midnight if `day_end`."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or datetime like 2026-11-30 or 2026-11-30T08:00, got {text!r}"
+        ) from None
+    if day_end and _is_bare_date(text):
+        moment += timedelta(days=1)  # --until 2026-11-30 includes that whole day
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _is_bare_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_until(text: str) -> datetime:
+    """The end of a --until range (exclusive; a bare date includes that day)."""
+    return parse_moment(text, day_end=True)
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        return number
+
+    return parse
+
+
+# ---------------------------------------------------------------- run, cancel, resume
+
+
+def cmd_run(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Start a run of a job here with a progress bar (or enqueue it with --detach)."""
+    params = dict(args.params)
+    with read_session(engine) as session:
+        job = get_job(session=session, name=args.job)
+    # Refuse bad parameters before a run exists, so a typo leaves no failed run behind.
+    job_class(job.kind)(RunContext(run_id=0, job=job.name), {**job.params, **params})
+    actor = get_settings().actor
+    with write_session(engine) as session:
+        run = create_run(
+            session=session,
+            job=job.name,
+            trigger=Trigger.MANUAL,
+            triggered_by=actor,
+            params=params,
+            status=RunStatus.PENDING if args.detach else RunStatus.RUNNING,
+            worker_id=None if args.detach else make_worker_id("cli"),
+        )
+        details = {"job": job.name, "params": params, "source": "cli"}
+        record_audit(
+            session=session, actor=actor, action="trigger", target=f"run:{run.id}", details=details
+        )
+    if args.detach:
+        print(run.id)
+        print(
+            f"Run #{run.id} of {job.name} enqueued for a worker (runwatch worker).", file=sys.stderr
+        )
+        return EXIT_OK
+    return execute_here(engine, run)
+
+
+def cmd_cancel(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Cancel a pending run, or ask a running one to stop after its current batch."""
+    run = cancel_run(engine, args.run_id)
+    if run.status == RunStatus.CANCELLED:
+        print(f"Run #{run.id} cancelled.")
+    else:
+        print(f"Cancel requested: run #{run.id} stops after its current batch.")
+    return EXIT_OK
+
+
+def cancel_run(engine: sa.Engine, run_id: int) -> Run:
+    """Request the cancel and record who asked."""
+    actor = get_settings().actor
+    with write_session(engine) as session:
+        run = request_cancel(session=session, run_id=run_id, actor=actor)
+        details = {"source": "cli"}
+        record_audit(
+            session=session, actor=actor, action="cancel", target=f"run:{run_id}", details=details
+        )
+    return run
+
+
+def cmd_resume(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Resume a failed or cancelled run from its checkpoint (or from 0 with --restart)."""
+    actor = get_settings().actor
+    with write_session(engine) as session:
+        run = resume_run(
+            session=session,
+            run_id=args.run_id,
+            triggered_by=actor,
+            from_checkpoint=not args.restart,
+        )
+        details = {
+            "resumed_from": args.run_id,
+            "from_checkpoint": not args.restart,
+            "source": "cli",
+        }
+        record_audit(
+            session=session, actor=actor, action="retry", target=f"run:{run.id}", details=details
+        )
+        if not args.detach:
+            # Claimed in the same transaction, so no worker can take it first.
+            claimed = claim_next_run(
+                session=session, worker_id=make_worker_id("cli"), run_id=run.id
+            )
+            assert claimed is not None
+            run = claimed
+    how = "from the start" if args.restart else f"from offset {run.offset:,}"
+    print(f"Run #{run.id} resumes run #{args.run_id} {how}.", file=sys.stderr)
+    if args.detach:
+        print(run.id)
+        return EXIT_OK
+    return execute_here(engine, run)
+
+
+def execute_here(engine: sa.Engine, run: Run) -> int:
+    """Execute a running run in this process with a progress bar; Ctrl-C cancels it."""
+    bar = ProgressBar(f"#{run.id} {run.job}", run.total_records, start=run.offset)
+    if bar.tty:
+        bar.update(run.offset, force=True)
+    runner = Runner(
+        engine, get_settings(), on_progress=lambda r: bar.update(r.offset, r.total_records)
+    )
+    assert run.id is not None
+    with cancel_on_interrupt(engine, run.id):
+        ended = runner.execute(run)
+    bar.close(ended.status)
+    print(outcome(ended), file=sys.stderr)
+    return EXIT_OK if ended.status == RunStatus.FINISHED else EXIT_FAILED
+
+
+def outcome(run: Run) -> str:
+    """One line on how a run ended."""
+    took = ""
+    if run.started_at and run.ended_at:
+        took = f" in {format_duration((run.ended_at - run.started_at).total_seconds())}"
+    text = f"Run #{run.id} {run.status}: {run.records_loaded:,} records loaded{took}"
+    if run.records_rejected:
+        text += f", {run.records_rejected:,} rejected"
+    if run.error_message:
+        text += f". {run.error_type}: {run.error_message}"
+    return text
+
+
+@contextmanager
+def cancel_on_interrupt(engine: sa.Engine, run_id: int) -> Iterator[None]:
+    """While a run executes here, Ctrl-C (or SIGTERM) requests its cancel; a second Ctrl-C quits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    asked = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+        print(
+            f"\nCancelling run #{run_id} after its current batch (Ctrl-C again to quit at once)...",
+            file=sys.stderr,
+        )
+        # Not from the handler itself: it may have interrupted this thread's own write transaction.
+        threading.Thread(target=_cancel_quietly, args=(engine, run_id), daemon=True).start()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _cancel_quietly(engine: sa.Engine, run_id: int) -> None:
+    with suppress(RunwatchError):  # the run may have ended meanwhile
+        cancel_run(engine, run_id)
+
+
+# ---------------------------------------------------------------- runs
+
+
+def cmd_runs(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """List the run history as a table, or export it as CSV or JSON."""
+    filters = RunFilters(
+        statuses=tuple(args.status or ()),
+        jobs=tuple(args.job or ()),
+        triggers=tuple(args.trigger or ()),
+        since=args.since,
+        until=args.until,
+    )
+    sort = RunSort(key=args.sort, descending=not args.asc)
+    try:
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
+    except OSError as error:
+        raise RunwatchError(f"Cannot write {args.output}: {error.strerror}.") from None
+    try:
+        if args.format == "table":
+            out.write(runs_table(engine, filters, sort, args.limit).encode("utf-8"))
+        else:
+            export(engine, args.format, filters, sort, out)
+        out.flush()
+    finally:
+        if args.output:
+            out.close()
+    return EXIT_OK
+
+
+def export(engine: sa.Engine, fmt: Any, filters: RunFilters, sort: RunSort, out: Any) -> None:
+    """Stream the audit export: the very bytes the app and the API produce."""
+    from etl.export import stream_export
+
+    actor = get_settings().actor
+    for chunk in stream_export(
+        engine=engine, fmt=fmt, filters=filters, sort=sort, actor=actor, source="cli"
+    ):
+        out.write(chunk)
+
+
+_COLUMNS = "{:>7}  {:<18} {:<9} {:<9} {:<19} {:>9} {:>11}  {}"
+
+
+def runs_table(engine: sa.Engine, filters: RunFilters, sort: RunSort, limit: int) -> str:
+    """The runs as a text table, the first `limit` of them (0: all), with a footer when cut."""
+    lines = [
+        _COLUMNS.format(
+            "ID", "JOB", "STATUS", "TRIGGER", "CREATED (UTC)", "DURATION", "RECORDS", "ERROR"
+        )
+    ]
+    with read_session(engine) as session:
+        if limit:
+            page = list_runs(session=session, filters=filters, sort=sort, page_size=limit)
+            runs, total = page.runs, page.total
+        else:
+            runs = list(iter_runs(session=session, filters=filters, sort=sort))
+            total = len(runs)
+        lines += [_table_row(run) for run in runs]
+    if len(runs) < total:
+        lines.append(
+            f"({len(runs):,} of {total:,} runs shown; --limit 0 shows all, --format csv|json exports them)"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _table_row(run: Run) -> str:
+    took = "-"
+    if run.started_at and run.ended_at:
+        took = format_duration((run.ended_at - run.started_at).total_seconds())
+    error = f"{run.error_type}: {run.error_message}"[:60] if run.error_message else ""
+    created = f"{run.created_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+    return _COLUMNS.format(
+        run.id,
+        run.job[:18],
+        run.status,
+        run.trigger,
+        created,
+        took,
+        f"{run.records_loaded:,}",
+        error,
+    )
+
+
+# ---------------------------------------------------------------- worker and seeding
+
+
+def cmd_worker(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Execute pending runs until stopped (SIGTERM/Ctrl-C finish the current run first)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    worker = Worker(engine, get_settings())
+    worker.runner.on_progress = _log_outcome
+    with stop_on_signals(worker):
+        if not args.once:
+            worker.run_forever()
+            return EXIT_OK
+        ran = worker.run_once()
+    if ran is None:
+        print("No pending run.", file=sys.stderr)
+        return EXIT_OK
+    return EXIT_OK if ran.status == RunStatus.FINISHED else EXIT_FAILED
+
+
+def _log_outcome(run: Run) -> None:
+    if run.status in TERMINAL_STATUSES:
+        logging.getLogger("runwatch.worker").info(outcome(run))
+
+
+@contextmanager
+def stop_on_signals(worker: Worker) -> Iterator[None]:
+    """SIGTERM or Ctrl-C: finish the current run, then stop; a second Ctrl-C quits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: object) -> None:
+        if worker.stopping.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        print("Stopping after the current run (Ctrl-C again to quit at once)...", file=sys.stderr)
+        worker.stop()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_seed_history(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Bulk-insert realistic past runs and their events (for demos and benchmarks)."""
+    from etl.seed import seed_history
+
+    bar = ProgressBar("seeding runs", args.days * args.runs_per_day)
+    count = seed_history(
+        engine,
+        days=args.days,
+        runs_per_day=args.runs_per_day,
+        events_per_run=args.events_per_run,
+        seed=args.seed,
+        progress=lambda done, total: bar.update(done, total),
+    )
+    bar.close("done")
+    events = count * args.events_per_run
+    print(f"Seeded {count:,} runs and {events:,} events over the last {args.days} days.")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser and main
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     settings = get_settings()
@@ -50,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_init_db
     )
     commands.add_parser("jobs", help="list the jobs").set_defaults(handler=cmd_jobs)
+    _add_run_commands(commands)
+    _add_runs_command(commands)
+    worker = commands.add_parser("worker", help="execute pending runs until stopped")
+    worker.add_argument("--once", action="store_true", help="execute at most one run, then exit")
+    worker.set_defaults(handler=cmd_worker)
+    _add_seed_command(commands)
     serve = commands.add_parser("serve-api", help="serve the HTTP API and SSE feed")
     serve.add_argument("--host", default=settings.api_host)
     serve.add_argument("--port", type=int, default=settings.api_port)
@@ -57,22 +450,109 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_run_commands(commands: Any) -> None:
+    run = commands.add_parser("run", help="run a job here with a progress bar")
+    run.add_argument("job", metavar="JOB", help="the job's name (see `runwatch jobs`)")
+    run.add_argument(
+        "-p",
+        dest="params",
+        metavar="KEY=VALUE",
+        type=parse_param,
+        action="append",
+        default=[],
+        help="a parameter; JSON values (numbers, true/false) are typed, anything else is text",
+    )
+    run.add_argument(
+        "--detach", action="store_true", help="only enqueue it for a worker; print its id"
+    )
+    run.set_defaults(handler=cmd_run)
+    cancel = commands.add_parser("cancel", help="cancel a pending or running run")
+    cancel.add_argument("run_id", metavar="RUN_ID", type=at_least(1))
+    cancel.set_defaults(handler=cmd_cancel)
+    resume = commands.add_parser("resume", help="resume a failed or cancelled run here")
+    resume.add_argument("run_id", metavar="RUN_ID", type=at_least(1))
+    resume.add_argument("--restart", action="store_true", help="start again from record 0")
+    resume.add_argument(
+        "--detach", action="store_true", help="only enqueue it for a worker; print its id"
+    )
+    resume.set_defaults(handler=cmd_resume)
+
+
+def _add_runs_command(commands: Any) -> None:
+    runs = commands.add_parser("runs", help="list or export the run history")
+    runs.add_argument(
+        "--status", action="append", choices=[str(s) for s in RunStatus], help="repeatable"
+    )
+    runs.add_argument("--job", action="append", help="repeatable")
+    runs.add_argument(
+        "--trigger", action="append", choices=[str(t) for t in Trigger], help="repeatable"
+    )
+    runs.add_argument(
+        "--since",
+        type=parse_moment,
+        metavar="DATE",
+        help="created at or after (UTC unless an offset is given)",
+    )
+    runs.add_argument(
+        "--until",
+        type=parse_until,
+        metavar="DATE",
+        help="created before (a bare date includes that day)",
+    )
+    runs.add_argument("--sort", choices=SORT_KEYS, default="created_at")
+    runs.add_argument("--asc", action="store_true", help="oldest or smallest first")
+    runs.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    runs.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    runs.add_argument("--limit", type=at_least(0), default=50, help="table rows to show (0: all)")
+    runs.set_defaults(handler=cmd_runs)
+
+
+def _add_seed_command(commands: Any) -> None:
+    seed = commands.add_parser("seed-history", help="bulk-insert realistic past runs")
+    seed.add_argument("--days", type=at_least(1), required=True)
+    seed.add_argument("--runs-per-day", type=at_least(1), required=True)
+    seed.add_argument("--events-per-run", type=at_least(2), default=20)
+    seed.add_argument("--seed", type=int, default=0, help="same seed, same history")
+    seed.set_defaults(handler=cmd_seed_history)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; exit codes: 0 ok, 1 run failed, 2 bad usage or input, 3 job already active."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         engine = get_engine()
         init_db(engine)
         handler: Command = args.handler
         return handler(args, engine)
-    except RunwatchError as error:
+    except SystemExit as exit:  # argparse's usage errors (2) and --help (0), also from main([...])
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE
+    except ActiveRunExists as error:
         print(f"runwatch: {error}", file=sys.stderr)
+        return EXIT_ACTIVE
+    except (RunwatchError, JobError) as error:
+        print(f"runwatch: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except pydantic.ValidationError as error:
+        print(f"runwatch: bad setting: {_first_error(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except sa.exc.ArgumentError as error:
+        print(f"runwatch: bad database URL: {error}", file=sys.stderr)
         return EXIT_USAGE
     except sa.exc.OperationalError as error:
         print(f"runwatch: cannot reach the database: {error.orig}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) has seen enough; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         return 130
+
+
+def _first_error(error: pydantic.ValidationError) -> str:
+    first = error.errors()[0]
+    name = "RUNWATCH_" + str(first["loc"][0]).upper() if first["loc"] else "setting"
+    return f"{name}: {first['msg']}"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ _PLAIN_INTERVAL_S = 2.0  # one line every few seconds into a log file or pipe
 
 def format_duration(seconds: float) -> str:
     """Seconds as `1h02m`, `3m05s` or `12s`."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
     whole = int(seconds)
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
@@ -42,6 +44,9 @@ class ProgressBar:
         self.total = total if total is not None else self.total
         now = time.monotonic()
         interval = _TTY_INTERVAL_S if self.tty else _PLAIN_INTERVAL_S
+        finished = bool(self.total) and done >= (self.total or 0)
+        if not self.tty and finished and not force:
+            return  # `close` prints the final line
         if force or now - self.last_draw >= interval:
             self.last_draw = now
             self._draw(now)
