@@ -2,9 +2,12 @@
 
 from etl.jobs.base import Batch, Job, JobError, RunContext
 from etl.jobs.demo import DemoJob
+from etl.jobs.sse_follow import RemoteMirrorJob, SseFollowJob
 
 JOB_KINDS: dict[str, type[Job]] = {
     DemoJob.kind: DemoJob,
+    SseFollowJob.kind: SseFollowJob,
+    RemoteMirrorJob.kind: RemoteMirrorJob,
 }
 
 
