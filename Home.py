@@ -80,7 +80,9 @@ def watch_for_toasts(jobs: list[JobLive]) -> None:
 
 def toast_end(run: RunRecord) -> None:
     """The toast of a run that just ended."""
-    icon = {"finished": "✅", "failed": "❌"}.get(run.status, "⏹")
+    icon = {"finished": ":material/check_circle:", "failed": ":material/error:"}.get(
+        run.status, ":material/cancel:"
+    )
     message = f"Run #{run.id} of {run.job} {badges.status_label(run.status).lower()}"
     st.toast(message + (f": {run.error_message}" if run.error_message else "."), icon=icon)
 

@@ -14,7 +14,7 @@ from ui import badges, live, refresh
 from ui.app import database_guard, engine
 
 ALL = "All"
-LEVEL_COLOURS = {"DEBUG": "#808495", "INFO": "inherit", "WARNING": "#d97706", "ERROR": "#dc2626"}
+LEVEL_COLOURS = {"DEBUG": "#808495", "INFO": "#31333f", "WARNING": "#b45309", "ERROR": "#dc2626"}
 
 st.set_page_config(page_title="Runwatch — Logs", page_icon="📜", layout="wide")
 st.title("Logs")
@@ -69,7 +69,7 @@ def show(lines: list[dict[str, Any]], newest_first: bool) -> None:
         }
     )
     styled = frame.style.apply(
-        lambda row: [f"color: {LEVEL_COLOURS.get(row['Level'], 'inherit')}"] * len(row), axis=1
+        lambda row: [f"color: {LEVEL_COLOURS.get(row['Level'], '#31333f')}"] * len(row), axis=1
     )
     st.dataframe(styled, hide_index=True, width="stretch", height=600)
 

@@ -1,17 +1,99 @@
-"""The Live page in a real browser: Run now, live progress, toast, pause."""
+"""The Live page in a real browser: Run now, live progress, the toast, and Pause auto-refresh."""
 
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import AppServer, wait_for_app
+from db.engine import get_engine
+from db.models import RunStatus
+from db.queries import create_run, get_run, read_session, write_session
+from tests.e2e.conftest import AppServer, screenshot
 
 pytestmark = pytest.mark.e2e
 
+# 30 batches of 100 with 400 ms each: about 12 s, so several 2 s refreshes see it move
+SMALL_RUN = '{"total": 3000, "batch_size": 100, "delay_ms": 400, "seed": 42}'
+PERCENT = re.compile(r"(\d+)%")
 
-def test_home_opens_in_browser(app_server: AppServer, page: Any) -> None:
+
+def poll(check: Any, timeout_s: float = 90.0, every_s: float = 0.25) -> Any:
+    """Call `check` until it returns something truthy; fail after a generous timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(every_s)
+    pytest.fail(f"gave up waiting after {timeout_s} s for {check}")
+
+
+def progress_percent(page: Any) -> int | None:
+    """The % on the demo job's progress bar, or None when no bar is shown."""
+    bars = page.locator('[data-testid="stProgress"]')
+    if bars.count() == 0:
+        return None
+    match = PERCENT.search(bars.first.inner_text())
+    return int(match.group(1)) if match else None
+
+
+def start_small_run(page: Any) -> None:
+    """Run now → edit the parameters → Confirm, as a user does."""
+    page.locator(".st-key-home_run_demo button").click()
+    params = page.locator(".st-key-home_params_demo textarea")
+    params.fill(SMALL_RUN)
+    page.locator(".st-key-home_confirm button").click()
+    page.get_by_text("is queued and starts shortly").wait_for()
+
+
+def test_run_now_progress_finish_and_toast(app_server: AppServer, page: Any) -> None:
     page.goto(app_server.url)
-    wait_for_app(page)
-    page.get_by_text("Runwatch").first.wait_for()
+    page.get_by_text("Demo catalogue").wait_for()
+    screenshot(page, "home-idle")
+    start_small_run(page)
+    seen: list[int] = []
+
+    def moved_twice() -> bool:
+        percent = progress_percent(page)
+        if percent is not None and (not seen or percent > seen[-1]):
+            seen.append(percent)
+        if len(seen) == 2:
+            screenshot(page, "home-running")
+        return len(seen) >= 3 and seen[-1] < 100
+
+    poll(moved_twice)
+    assert seen == sorted(seen) and len(set(seen)) >= 3
+    page.locator('[data-testid="stToast"]').filter(has_text="finished").wait_for(timeout=90_000)
+    page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Finished").first.wait_for()
+    screenshot(page, "home-finished")
+
+
+def test_pause_freezes_the_page_while_a_run_advances(app_server: AppServer, page: Any) -> None:
+    engine = get_engine(app_server.database_url)
+    with write_session(engine) as session:
+        run = create_run(
+            session=session, job="demo", params={"total": 4000, "batch_size": 100, "delay_ms": 300}
+        )
+    page.goto(app_server.url)
+    poll(lambda: progress_percent(page))
+    page.locator(".st-key-home_pause label").click()
+    page.get_by_text("auto-refresh paused").wait_for()
+    time.sleep(1)  # let the rerun that the toggle caused settle before taking the reference
+    main = page.locator('[data-testid="stMain"]')
+    before = main.inner_text()
+    offset_before = _offset(engine, run.id)
+    time.sleep(5)
+    assert main.inner_text() == before
+    assert _offset(engine, run.id) > offset_before or _status(engine, run.id) != RunStatus.RUNNING
+
+
+def _offset(engine: Any, run_id: int | None) -> int:
+    with read_session(engine) as session:
+        return get_run(session=session, run_id=run_id or 0, fresh=True).offset
+
+
+def _status(engine: Any, run_id: int | None) -> str:
+    with read_session(engine) as session:
+        return get_run(session=session, run_id=run_id or 0, fresh=True).status
