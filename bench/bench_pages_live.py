@@ -30,7 +30,7 @@ from sqlalchemy import event
 
 from db.engine import dispose_engines, get_engine
 from db.migrate import init_db
-from db.queries import last_event_id, list_events, live_overview, read_session
+from db.queries import last_event_id, list_events, list_log_lines, live_overview, read_session
 from db.settings import get_settings
 from etl.seed import seed_history
 
@@ -176,7 +176,7 @@ def bench_logs(engine: sa.Engine, repeat: int) -> None:
 
         def read(options: dict[str, Any] = options) -> None:
             with read_session(engine) as session:
-                list_events(session=session, limit=500, newest_first=True, **options)
+                list_log_lines(session=session, limit=500, **options)
 
         with_floor(name, engine, read, repeat)
 

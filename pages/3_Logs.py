@@ -61,10 +61,10 @@ def show(lines: list[dict[str, Any]], newest_first: bool) -> None:
     rows = lines if newest_first else lines[::-1]
     frame = pd.DataFrame(
         {
-            "Time": [badges.local_time(line["time"]) for line in rows],
-            "Run": [f"#{line['run']}" for line in rows],
+            "Time": [badges.local_time(line["ts"]) for line in rows],
+            "Run": [f"#{line['run_id']}" for line in rows],
             "Level": [line["level"] for line in rows],
-            "Step": [line["step"] for line in rows],
+            "Step": [line["step"] or "" for line in rows],
             "Message": [line["message"] for line in rows],
         }
     )

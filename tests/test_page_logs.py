@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from db.queries import append_event, write_session
+from db.queries import append_event, list_events, list_log_lines, read_session, write_session
 from db.settings import Settings, get_settings
 from etl.logs import stream_log
 from tests.factories import make_run
@@ -110,3 +110,11 @@ def test_logs_database_down_banner(no_worker: None, monkeypatch: pytest.MonkeyPa
     get_settings.cache_clear()
     at = logs_page()
     assert "The database cannot be reached" in at.error[0].value
+
+
+def test_log_lines_read_the_same_cursor_as_list_events(engine: sa.Engine, run_id: int) -> None:
+    with read_session(engine) as session:
+        events = list_events(session=session, after_id=1, min_level="WARNING", newest_first=True)
+        lines = list_log_lines(session=session, after_id=1, min_level="WARNING")
+    assert [line["id"] for line in lines] == [event.id for event in events]
+    assert lines[0]["message"] == "error line" and lines[0]["run_id"] == run_id

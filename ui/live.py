@@ -13,7 +13,7 @@ from db.queries import (
     RunFilters,
     create_run,
     get_job,
-    list_events,
+    list_log_lines,
     list_runs,
     live_overview,
     read_session,
@@ -48,7 +48,7 @@ def log_lines(
 ) -> list[dict[str, Any]]:
     """The newest log lines after the cursor `after_id` that match, newest first."""
     with read_session(engine()) as session:
-        events = list_events(
+        return list_log_lines(
             session=session,
             after_id=after_id,
             run_id=run_id,
@@ -56,20 +56,7 @@ def log_lines(
             min_level=min_level,
             text=text or None,
             limit=LOG_WINDOW,
-            newest_first=True,
         )
-        return [
-            {
-                "id": e.id,
-                "time": e.ts,
-                "run": e.run_id,
-                "level": e.level,
-                "kind": e.kind,
-                "step": e.step or "",
-                "message": e.message,
-            }
-            for e in events
-        ]
 
 
 @st.cache_data(ttl=_TTL, show_spinner=False)
