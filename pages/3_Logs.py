@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from db.models import LEVELS
@@ -14,7 +13,6 @@ from ui import badges, live, refresh
 from ui.app import database_guard, engine
 
 ALL = "All"
-LEVEL_COLOURS = {"DEBUG": "#808495", "INFO": "#31333f", "WARNING": "#b45309", "ERROR": "#dc2626"}
 
 st.set_page_config(page_title="Runwatch — Logs", page_icon="📜", layout="wide")
 st.title("Logs")
@@ -57,21 +55,10 @@ def read_new_lines(scope: tuple[Any, ...], follow: bool) -> list[dict[str, Any]]
 
 
 def show(lines: list[dict[str, Any]], newest_first: bool) -> None:
-    """The lines as a table coloured by level."""
+    """The lines as a scrollable table coloured by level."""
     rows = lines if newest_first else lines[::-1]
-    frame = pd.DataFrame(
-        {
-            "Time": [badges.local_time(line["ts"]) for line in rows],
-            "Run": [f"#{line['run_id']}" for line in rows],
-            "Level": [line["level"] for line in rows],
-            "Step": [line["step"] or "" for line in rows],
-            "Message": [line["message"] for line in rows],
-        }
-    )
-    styled = frame.style.apply(
-        lambda row: [f"color: {LEVEL_COLOURS.get(row['Level'], '#31333f')}"] * len(row), axis=1
-    )
-    st.dataframe(styled, hide_index=True, width="stretch", height=600)
+    with st.container(height=600, key="logs_view"):
+        st.html(badges.log_html(rows))
 
 
 def download(run_id: int | None) -> None:

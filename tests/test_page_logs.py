@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -31,9 +33,22 @@ def logs_page() -> AppTest:
     return at
 
 
+ROW = re.compile(r"<tr style='color:([^']*)' data-level='(\w+)'>(.*?)</tr>")
+CELL = re.compile(r"<td[^>]*>(.*?)</td>")
+
+
+def shown(at: AppTest) -> list[tuple[str, str, str]]:
+    """The log rows shown, top to bottom: (colour, level, message)."""
+    tables = [element.proto.body for element in at.get("html")]
+    rows = ROW.findall(tables[0]) if tables else []
+    return [
+        (colour, level, html.unescape(CELL.findall(cells)[-1])) for colour, level, cells in rows
+    ]
+
+
 def messages(at: AppTest) -> list[str]:
     """The messages shown, top to bottom."""
-    return list(at.dataframe[0].value["Message"]) if at.dataframe else []
+    return [message for *_, message in shown(at)]
 
 
 def log(engine: sa.Engine, run_id: int, message: str, level: str = "INFO") -> None:
@@ -61,10 +76,10 @@ def test_logs_show_new_lines_after_a_rerun(engine: sa.Engine, no_worker: None, r
     at = logs_page()
     assert messages(at) == ["error line", "warning line", "info line"]
     cursor = at.session_state["logs_cursor"]
-    log(engine, run_id, "fresh line")
+    log(engine, run_id, "fresh <b>line</b> & more")
     at.run()
     assert not at.exception
-    assert messages(at)[0] == "fresh line"
+    assert messages(at)[0] == "fresh <b>line</b> & more"  # shown as text, never as markup
     assert at.session_state["logs_cursor"] > cursor
 
 
@@ -76,6 +91,8 @@ def test_logs_newest_last_order(engine: sa.Engine, no_worker: None, run_id: int)
 
 def test_logs_level_and_text_filters(engine: sa.Engine, no_worker: None, run_id: int) -> None:
     at = logs_page()
+    colours = {level: colour for colour, level, _ in shown(at)}
+    assert colours["ERROR"] == "#dc2626" and colours["WARNING"] != colours["INFO"]
     at.selectbox(key="logs_level").set_value("WARNING").run()
     assert messages(at) == ["error line", "warning line"]
     at.text_input(key="logs_text").set_value("warn").run()

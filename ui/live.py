@@ -86,6 +86,8 @@ def parse_params(text: str, job: str) -> dict[str, Any]:
         kind_class.__new__(kind_class).validate(dict(params))
     except JobError as error:
         raise ValueError(str(error)) from None
+    except Exception as error:  # validate() is job code: whatever it raises, the user must see why
+        raise ValueError(f"The {kind} job refused these parameters: {error}") from None
     return params
 
 

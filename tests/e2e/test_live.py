@@ -59,8 +59,8 @@ def test_run_now_progress_finish_and_toast(app_server: AppServer, page: Any) -> 
         percent = progress_percent(page)
         if percent is not None and (not seen or percent > seen[-1]):
             seen.append(percent)
-        if len(seen) == 2:
-            screenshot(page, "home-running")
+            if len(seen) == 2:
+                screenshot(page, "home-running")
         return len(seen) >= 3 and seen[-1] < 100
 
     poll(moved_twice)

@@ -39,6 +39,7 @@ def test_logs_show_lines_of_a_running_run_arrive(app_server: AppServer, page: An
         return len(seen) >= 3
 
     poll(grew_twice)
+    page.locator("tr[data-level='INFO']").filter(has_text="Extracting from offset 0").wait_for()
     page.wait_for_timeout(500)  # the table draws its cells on a canvas just after the rerun
     screenshot(page, "logs")
     assert seen == sorted(seen)
