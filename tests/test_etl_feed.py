@@ -276,3 +276,26 @@ def test_a_client_too_far_behind_is_dropped_and_others_go_on(
     stalled.close()
     assert len(got) == 3000
     assert stats(api_url)["dropped"] == 1
+
+
+def test_the_reader_stops_when_the_last_client_leaves(
+    api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(etl.feed, "READER_IDLE_S", 0.2)
+    client = FeedClient(f"{api_url}{FEED}")
+    assert stats(api_url)["reader_running"] is True
+    client.close()
+    deadline = time.monotonic() + WAIT_S
+    while stats(api_url)["reader_running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    final = stats(api_url)
+    assert (final["reader_running"], final["subscribers"]) == (False, 0)
+
+
+def test_close_streams_ends_every_stream(api_url: str, engine: sa.Engine) -> None:
+    clients = [FeedClient(f"{api_url}{FEED}") for _ in range(3)]
+    etl.feed.close_streams()
+    for client in clients:
+        assert list(client.events()) == []  # the stream ends instead of waiting for events
+        client.close()
+    assert stats(api_url)["subscribers"] == 0

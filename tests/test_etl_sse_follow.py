@@ -63,8 +63,8 @@ class RawFeed:
 
     HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
 
-    def __init__(self, script: Callable[[int], list[Any]]) -> None:
-        self.script = script
+    def __init__(self, script: Callable[[int], list[Any]], head: bytes = HEAD) -> None:
+        self.script, self.head = script, head
         self.last_event_ids: list[str | None] = []
         self.stopped = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -89,7 +89,7 @@ class RawFeed:
             )
             number = len(self.last_event_ids)
             self.last_event_ids.append(headers.get("Last-Event-ID"))
-            conn.sendall(self.HEAD)
+            conn.sendall(self.head)
             for piece in self.script(number):
                 if piece is DROP:
                     conn.shutdown(socket.SHUT_RDWR)
@@ -149,8 +149,8 @@ def standard_script(number: int) -> list[Any]:
 
 
 @contextmanager
-def raw_feed(script: Callable[[int], list[Any]]) -> Iterator[RawFeed]:
-    server = RawFeed(script)
+def raw_feed(script: Callable[[int], list[Any]], head: bytes = RawFeed.HEAD) -> Iterator[RawFeed]:
+    server = RawFeed(script, head)
     try:
         yield server
     finally:
@@ -213,6 +213,7 @@ def test_follow_mirrors_what_the_standard_allows_exactly_once(
         params = {"url": feed.url, "job_name": "mirror", "read_timeout_s": 0.5}
         follow_id, thread = start_follow(engine, settings, **params)
         wait_for(lambda: stored(engine, follow_id).counters.get("last_event_id") == "8", "event 8")
+        assert stored(engine, follow_id).status == "running"
         follow = stop_follow(engine, follow_id, thread)
     mirror = mirror_of(engine, "mirror", feed.url, 7)
     assert mirror is not None
@@ -290,6 +291,38 @@ def test_a_mirror_job_of_another_kind_fails_the_follow_with_a_clear_message(
     run = stored(engine, follow_id)
     assert run.status == "failed" and run.error_type == "JobError"
     assert "Job 'demo' is a demo job" in run.error_message
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        (b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n", "answered 404"),
+        (b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n", "text/html"),
+    ],
+)
+def test_a_url_that_is_not_a_feed_fails_the_follow_with_a_clear_message(
+    engine: sa.Engine, settings: Settings, head: bytes, message: str
+) -> None:
+    with raw_feed(lambda number: [], head=head) as feed:
+        follow_id, thread = start_follow(engine, settings, url=feed.url, job_name="mirror")
+        thread.join(WAIT_S)
+    run = stored(engine, follow_id)
+    assert run.status == "failed" and message in run.error_message
+
+
+def test_an_unreachable_feed_is_retried_with_backoff_until_cancelled(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/feed"
+    follow_id, thread = start_follow(engine, settings, url=url, job_name="mirror")
+    warnings = lambda: [e for e in events_of(engine, follow_id) if e.level == "WARNING"]  # noqa: E731
+    wait_for(lambda: len(warnings()) >= 2, "two failed attempts")
+    follow = stop_follow(engine, follow_id, thread)
+    assert follow.status == "cancelled"
+    assert "reconnecting in 1.0 s" in warnings()[0].message
+    assert "reconnecting in 2.0 s" in warnings()[1].message
 
 
 # ---------------------------------------------------------------- against another Runwatch API

@@ -274,7 +274,8 @@ class SseFollowJob(Job):
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **params["headers"]}
         if self.last_id:
             headers["Last-Event-ID"] = self.last_id
-        timeout = params["read_timeout_s"]
+        # control must come back before the orphan sweep would fail the running mirrors
+        timeout = min(params["read_timeout_s"], get_settings().orphan_timeout_s / 3)
         response = requests.get(
             params["url"], headers=headers, stream=True, timeout=(max(timeout, 5.0), timeout)
         )
