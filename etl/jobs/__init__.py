@@ -1,11 +1,13 @@
 """The job kinds Runwatch can run, by name."""
 
 from etl.jobs.base import Batch, Job, JobError, RunContext
+from etl.jobs.csv_import import CsvImportJob
 from etl.jobs.demo import DemoJob
 from etl.jobs.sse_follow import RemoteMirrorJob, SseFollowJob
 
 JOB_KINDS: dict[str, type[Job]] = {
     DemoJob.kind: DemoJob,
+    CsvImportJob.kind: CsvImportJob,
     SseFollowJob.kind: SseFollowJob,
     RemoteMirrorJob.kind: RemoteMirrorJob,
 }

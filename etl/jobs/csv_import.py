@@ -1,0 +1,483 @@
+"""The csv_import job: CSV files into a typed target table, upserted by key, bad rows quarantined."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import json
+import os
+import re
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import partial
+from itertools import islice
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel
+
+from db.models import CsvReject, utcnow
+from db.queries import bulk_insert, create_table, table_layout, upsert_rows
+from etl.jobs.base import Batch, Job, JobError, int_param
+from etl.jobs.csv_rows import TYPES, RowParser, line_numbers, physical_lines, raw_text
+
+PARAMS = {"path", "table", "key", "types", "delimiter", "encoding", "on_error", "max_rejects"}
+PARAMS |= {"batch_size"}
+ON_ERROR = ("reject", "fail")
+TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+MAX_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers short
+
+
+@dataclass
+class CsvBatch(Batch):
+    """Records of one file (a blank line is an empty record), with where they are in it."""
+
+    file: str = ""
+    file_index: int = 0
+    columns: tuple[str, ...] = ()
+    first_line: int = 0  # the line the first record starts on
+    last_line: int = 0  # the line the last record ends on
+    ends_file: bool = False
+
+
+class CsvImportJob(Job):
+    """Imports CSV files (a path or glob, in sorted order) into `table`, upserting rows by `key`.
+
+    A bad row (wrong number of fields, a value not of its column's type, an empty key, a key seen
+    earlier in the same file) goes to the quarantine table `csv_reject` with its file, line and
+    reason, unless `on_error=fail`; more than `max_rejects` bad rows fail the run. The offset counts
+    records across the files, so a resumed run skips exactly what its predecessor committed.
+    """
+
+    kind = "csv_import"
+    description = "CSV files into a typed table, upserted by key; bad rows quarantined."
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(params) - PARAMS
+        if unknown:
+            raise JobError(f"Unknown csv_import parameter(s): {', '.join(sorted(unknown))}.")
+        path = _required(params, "path", "a CSV file or a glob such as data/*.csv")
+        encoding = _encoding_param(params.get("encoding"))
+        checked: dict[str, Any] = {
+            "path": path,
+            "table": _table_param(params.get("table")),
+            "key": _key_param(params.get("key")),
+            "types": _types_param(params.get("types")),
+            "delimiter": _delimiter_param(params.get("delimiter")),
+            "encoding": encoding,
+            "on_error": _on_error_param(params.get("on_error")),
+            "max_rejects": int_param(params, "max_rejects", None),
+            "batch_size": int_param(params, "batch_size", 5000, minimum=1),
+        }
+        self.files = _matching_files(path)
+        # Python's utf-8 codec keeps a byte order mark as a character; utf-8-sig drops it.
+        self.codec = "utf-8-sig" if encoding == "utf-8" else encoding
+        self.parsers: dict[tuple[str, ...], RowParser] = {}
+        self.tables: dict[tuple[str, ...], sa.Table] = {}
+        self.seen: tuple[int, set[Any]] = (-1, set())  # keys loaded so far from file number n
+        self.notes: list[str] = []  # log lines from inside a load, written after its commit
+        return checked
+
+    def estimate_total(self, params: dict[str, Any]) -> int | None:
+        """Records in all files: a scan of line ends, or a CSV parse where lines and records differ."""
+        return sum(self._count_records(file) for file in self.files)
+
+    def extract(self, params: dict[str, Any], offset: int) -> Iterator[Batch]:
+        names = ", ".join(params["key"])
+        self.context.log(
+            "INFO",
+            f"Importing {len(self.files)} file(s) into table {params['table']} by key ({names})",
+        )
+        left = offset
+        for index, file in enumerate(self.files):
+            left -= yield from self._file_batches(index, file, left)
+        if left:
+            raise JobError(
+                f"The files hold {offset - left:,} records, fewer than the checkpoint's {offset:,}:"
+                " they changed since the run being resumed."
+            )
+
+    def transform(self, batch: Batch) -> Batch:
+        assert isinstance(batch, CsvBatch)
+        if not batch.records:
+            return batch
+        rows, bad = self._parse(batch)
+        rejects = self._rejects(batch, bad)
+        self._enforce_limits(rejects)
+        return replace(batch, records=rows, rejects=rejects)
+
+    def load(self, batch: Batch, session: Session) -> int:
+        assert isinstance(batch, CsvBatch)
+        if batch.columns:
+            table = self._target(batch, session)
+            upsert_rows(session=session, table=table, key=self.params["key"], rows=batch.records)
+        if batch.rejects:
+            reject_table: sa.Table = CsvReject.__table__  # type: ignore[attr-defined]
+            bulk_insert(session=session, table=reject_table, rows=batch.rejects)
+        self._count(batch)
+        return len(batch.records)
+
+    # ------------------------------------------------------------ reading
+
+    def _file_batches(self, index: int, file: str, skip: int) -> Generator[CsvBatch, None, int]:
+        """The batches of one file after its first `skip` records; returns how many it skipped."""
+        skipped = records = 0
+        with self._reader(file) as reader:
+            columns = self._header(file, reader)
+            self.context.log("INFO", f"Reading {file}")
+            while True:
+                batch = self._next_batch(reader, index, file, columns)
+                records += batch.size
+                if skipped < skip:
+                    batch, count = self._skip(batch, skip - skipped)
+                    skipped += count
+                if batch.size or batch.ends_file:
+                    yield batch
+                    self._write_notes()
+                if batch.ends_file:
+                    break
+        self.context.log("INFO", f"Read {file}: {records:,} records")
+        return skipped
+
+    def _next_batch(self, reader: Any, index: int, file: str, columns: tuple[str, ...]) -> CsvBatch:
+        size = self.params["batch_size"] if columns else 0
+        first_line = reader.line_num + 1
+        records = list(islice(reader, size))
+        return CsvBatch(
+            records=records,
+            size=len(records) - records.count([]),
+            file=file,
+            file_index=index,
+            columns=columns,
+            first_line=first_line,
+            last_line=reader.line_num,
+            ends_file=len(records) < size or not columns,
+        )
+
+    def _skip(self, batch: CsvBatch, count: int) -> tuple[CsvBatch, int]:
+        """The batch without its first `count` records, which only rebuild the file's seen keys."""
+        if count >= batch.size:
+            self._parse(batch)
+            return replace(batch, records=[], size=0), batch.size
+        cut = done = 0
+        while done < count:
+            done += bool(batch.records[cut])
+            cut += 1
+        head = batch.records[:cut]
+        self._parse(replace(batch, records=head))
+        first_line = batch.first_line + sum(map(physical_lines, head))
+        rest = replace(batch, records=batch.records[cut:], size=batch.size - count)
+        return replace(rest, first_line=first_line), count
+
+    def _header(self, file: str, reader: Any) -> tuple[str, ...]:
+        """The file's column names (none for an empty file), checked against key and types."""
+        for fields in reader:
+            if fields:
+                break
+        else:
+            self.context.log("WARNING", f"{file} is empty")
+            return ()
+        columns = tuple(name.strip() for name in fields)
+        problem = _header_problem(columns, self.params)
+        if problem:
+            raise JobError(f"{file}: {problem}.")
+        return columns
+
+    @contextmanager
+    def _reader(self, file: str) -> Iterator[Any]:
+        """A CSV reader of `file`; undecodable bytes, bad CSV and read errors become JobErrors."""
+        reader = None
+        try:
+            with open(file, newline="", encoding=self.codec) as handle:
+                reader = csv.reader(handle, delimiter=self.params["delimiter"])
+                yield reader
+        except UnicodeDecodeError as error:
+            encoding = self.params["encoding"]
+            raise JobError(_decode_problem(file, encoding, self.codec, error)) from None
+        except csv.Error as error:
+            line = reader.line_num if reader else 0
+            raise JobError(f"{file}, line {line}: not valid CSV ({error}).") from None
+        except OSError as error:
+            raise JobError(f"Cannot read {file}: {error.strerror or error}.") from None
+
+    def _count_records(self, file: str) -> int:
+        if _ascii_compatible(self.params["encoding"]):
+            count = _count_plain_lines(file)
+            if count is not None:
+                return count
+        with self._reader(file) as reader:
+            return max(sum(1 for fields in reader if fields) - 1, 0)
+
+    # ------------------------------------------------------------ checking
+
+    def _parse(self, batch: CsvBatch) -> tuple[list[Any], list[tuple[int, str]]]:
+        """Typed rows and (index, reason) of bad records; duplicate keys are per file."""
+        if self.seen[0] != batch.file_index:
+            self.seen = (batch.file_index, set())
+        parser = self.parsers.get(batch.columns)
+        if parser is None:
+            params = self.params
+            parser = RowParser(batch.columns, params["types"], params["key"])
+            self.parsers[batch.columns] = parser
+        return parser.parse(batch.records, self.seen[1])
+
+    def _rejects(self, batch: CsvBatch, bad: list[tuple[int, str]]) -> list[dict[str, Any]]:
+        if not bad:
+            return []
+        lines = line_numbers(batch.records, batch.first_line, batch.last_line)
+        delimiter, now = self.params["delimiter"], utcnow()
+        return [
+            {
+                "run_id": self.context.run_id,
+                "file": batch.file,
+                "line": lines[index],
+                "reason": reason,
+                "raw": raw_text(batch.records[index], delimiter),
+                "ts": now,
+            }
+            for index, reason in bad
+        ]
+
+    def _enforce_limits(self, rejects: list[dict[str, Any]]) -> None:
+        """Fail on the first bad row (on_error=fail) or on the one past max_rejects."""
+        if not rejects:
+            return
+        if self.params["on_error"] == "fail":
+            raise JobError(f"{_where(rejects[0])} (on_error=fail).")
+        limit = self.params["max_rejects"]
+        before = int(self.context.counters.get("rejected", 0))
+        if limit is not None and before + len(rejects) > limit:
+            over = rejects[max(limit - before, 0)]
+            raise JobError(f"More than {limit:,} rows rejected (max_rejects); {_where(over)}.")
+
+    # ------------------------------------------------------------ loading
+
+    def _target(self, batch: CsvBatch, session: Session) -> sa.Table:
+        """The target table for the batch's columns, created or checked on first use."""
+        table = self.tables.get(batch.columns)
+        if table is None:
+            table = self.tables[batch.columns] = self._define(batch.columns)
+            self._prepare(table, batch.file, session)
+        return table
+
+    def _define(self, columns: tuple[str, ...]) -> sa.Table:
+        types, key = self.params["types"], self.params["key"]
+        return sa.Table(
+            self.params["table"],
+            sa.MetaData(),
+            *(
+                sa.Column(name, TYPES[types.get(name, "text")].sql(), primary_key=name in key)
+                for name in columns
+            ),
+        )
+
+    def _prepare(self, table: sa.Table, file: str, session: Session) -> None:
+        """Create the table, or check an existing one can take the file's columns by key."""
+        layout = table_layout(session=session, name=table.name)
+        key = self.params["key"]
+        if layout is None:
+            create_table(session=session, table=table)
+            self.notes.append(f"Created table {table.name} with primary key ({', '.join(key)})")
+            return
+        missing = [column.name for column in table.columns if column.name not in layout.columns]
+        if missing:
+            raise JobError(f"Table '{table.name}' has no column(s) {_names(missing)} of {file}.")
+        if frozenset(key) not in layout.unique_keys:
+            raise JobError(
+                f"Table '{table.name}' has no primary key or unique constraint on"
+                f" ({', '.join(key)}), which csv_import needs to upsert by key."
+            )
+
+    def _count(self, batch: CsvBatch) -> None:
+        counters = self.context.counters
+        counters["extracted"] = counters.get("extracted", 0) + batch.size
+        counters["loaded"] = counters.get("loaded", 0) + len(batch.records)
+        counters["rejected"] = counters.get("rejected", 0) + len(batch.rejects)
+        done = batch.file_index + 1 if batch.ends_file else 0
+        counters["files"] = max(counters.get("files", 0), done)
+
+    def _write_notes(self) -> None:
+        for note in self.notes:
+            self.context.log("INFO", note)
+        self.notes.clear()
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def _required(params: dict[str, Any], name: str, what: str) -> str:
+    value = str(params.get(name) or "").strip()
+    if not value:
+        raise JobError(f"Parameter '{name}' is required: {what}.")
+    return value
+
+
+def _table_param(value: Any) -> str:
+    name = _required({"table": value}, "table", "the name of the target table")
+    if not TABLE_NAME.fullmatch(name):
+        raise JobError(
+            "Parameter 'table' must be lower-case letters, digits and underscores, starting with"
+            f" a letter or underscore, at most 63 characters; not {name!r}."
+        )
+    own = set(SQLModel.metadata.tables) | {"alembic_version"}
+    if name in own or name.startswith(("sqlite_", "pg_")):
+        raise JobError(f"Table '{name}' belongs to Runwatch or the database; choose another.")
+    return name
+
+
+def _key_param(value: Any) -> list[str]:
+    if value is None or isinstance(value, str):
+        value = (value or "").split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise JobError("Parameter 'key' must name one or more columns, such as id or a,b.")
+    key = [name.strip() for name in value if name.strip()]
+    if not key:
+        raise JobError("Parameter 'key' is required: the column(s) that identify a row.")
+    if len(set(key)) < len(key):
+        raise JobError(f"Parameter 'key' names a column twice: {', '.join(key)}.")
+    return key
+
+
+def _types_param(value: Any) -> dict[str, str]:
+    if value in (None, "", {}):
+        return {}
+    if isinstance(value, str):
+        value = _parse_types(value.strip())
+    if not isinstance(value, dict):
+        raise JobError("Parameter 'types' must map columns to types, such as id:int,price:float.")
+    types = {str(k).strip(): str(v).strip().lower() for k, v in value.items()}
+    wrong = {k: v for k, v in types.items() if v not in TYPES}
+    if wrong:
+        column, kind = next(iter(wrong.items()))
+        known = ", ".join(TYPES)
+        raise JobError(f"Column '{column}' has unknown type '{kind}' (known: {known}).")
+    return types
+
+
+def _parse_types(text: str) -> Any:
+    """Types written as JSON ({"id": "int"}) or as id:int,price:float."""
+    try:
+        if text.startswith("{"):
+            return json.loads(text)
+        pairs = (part.split(":") for part in text.split(",") if part.strip())
+        return {column: kind for column, kind in pairs}
+    except ValueError:
+        raise JobError(
+            f"Parameter 'types' must look like id:int,price:float or JSON, not {text!r}."
+        ) from None
+
+
+def _delimiter_param(value: Any) -> str:
+    text = "," if value in (None, "") else str(value)
+    text = {"\\t": "\t", "tab": "\t"}.get(text.lower(), text)
+    if len(text) != 1 or text in '"\r\n':
+        raise JobError(f"Parameter 'delimiter' must be one character (or tab), not {text!r}.")
+    return text
+
+
+def _encoding_param(value: Any) -> str:
+    name = str(value or "utf-8").strip()
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise JobError(f"Parameter 'encoding': unknown encoding {name!r}.") from None
+
+
+def _on_error_param(value: Any) -> str:
+    choice = str(value or "reject").strip().lower()
+    if choice not in ON_ERROR:
+        raise JobError(f"Parameter 'on_error' must be reject or fail, not {value!r}.")
+    return choice
+
+
+def _matching_files(path: str) -> list[str]:
+    """The files `path` names, sorted: the file itself, or the matches of a glob."""
+    pattern = os.path.expanduser(path)
+    if os.path.isfile(pattern):
+        return [pattern]
+    files = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    if not files:
+        raise JobError(f"No file matches path '{path}'.")
+    return files
+
+
+# ---------------------------------------------------------------- files
+
+
+def _header_problem(columns: tuple[str, ...], params: dict[str, Any]) -> str | None:
+    """What is wrong with a header, if anything."""
+    if "" in columns:
+        return f"column {columns.index('') + 1} of the header has no name"
+    twice = sorted({name for name in columns if columns.count(name) > 1})
+    if twice:
+        return f"the header names {_names(twice)} more than once"
+    long = [name for name in columns if len(name.encode()) > MAX_NAME_BYTES]
+    if long:
+        return f"column name(s) {_names(long)} are longer than {MAX_NAME_BYTES} bytes"
+    lacking = [name for name in params["key"] if name not in columns]
+    if lacking:
+        return f"the header lacks the key column(s) {_names(lacking)} (it has {_names(columns)})"
+    untyped = [name for name in params["types"] if name not in columns]
+    if untyped:
+        return f"the header lacks column(s) {_names(untyped)} named in 'types'"
+    return None
+
+
+def _names(names: Any) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
+def _where(reject: dict[str, Any]) -> str:
+    return f"{reject['file']}, line {reject['line']}: {reject['reason']}"
+
+
+def _ascii_compatible(codec: str) -> bool:
+    """Whether line ends and quotes are the same bytes in `codec` as in ASCII."""
+    sample = '\r\n"'
+    try:
+        return sample.encode(codec) == sample.encode("ascii")
+    except UnicodeError:
+        return False
+
+
+def _count_plain_lines(file: str) -> int | None:
+    """Records in `file` counted by line ends, or None if quotes, blank lines or lone CRs are in it."""
+    lines, last = 0, b"\n"
+    try:
+        with open(file, "rb") as handle:
+            # Each chunk ends at a line end, so no pattern below is cut in two.
+            while chunk := handle.read(1 << 20) + handle.readline():
+                if b'"' in chunk or chunk.startswith((b"\n", b"\r\n")) or b"\n\n" in chunk:
+                    return None
+                if b"\n\r\n" in chunk or chunk.count(b"\r") != chunk.count(b"\r\n"):
+                    return None
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+    except OSError as error:
+        raise JobError(f"Cannot read {file}: {error.strerror or error}.") from None
+    lines += last != b"\n"  # the last line has no line end
+    return max(lines - 1, 0)
+
+
+def _decode_problem(file: str, encoding: str, codec: str, error: UnicodeDecodeError) -> str:
+    """A message naming the file, the line and the bytes that are not valid in the encoding."""
+    bad = error.object[error.start : error.end].hex(" ")
+    line = _undecodable_line(file, codec)
+    where = f"line {line} has" if line else "it has"
+    return f"{file} is not valid {encoding}: {where} bytes that cannot be decoded ({bad})."
+
+
+def _undecodable_line(file: str, codec: str) -> int | None:
+    """The line of the first byte `codec` cannot decode (counting line feeds)."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    line = 1
+    with open(file, "rb") as handle:
+        for chunk in iter(partial(handle.read, 1 << 16), b""):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                return line + chunk[: max(error.start, 0)].count(b"\n")
+            line += chunk.count(b"\n")
+    return None
