@@ -235,9 +235,12 @@ class FeedHub:
         with self.lock:
             if self.thread is None:
                 self.cursor = self._newest_id()
-                self.stopping.clear()
+                self.stopping = threading.Event()  # each reader has its own, see close()
                 self.thread = threading.Thread(
-                    target=self._run, name="runwatch-feed-reader", daemon=True
+                    target=self._run,
+                    args=(self.stopping,),
+                    name="runwatch-feed-reader",
+                    daemon=True,
                 )
                 self.thread.start()
             subscriber.join = self.cursor
@@ -280,24 +283,24 @@ class FeedHub:
             "dropped": self.dropped,
         }
 
-    def close(self) -> None:
-        """End every client's stream and stop the reader."""
+    def close(self, wait: bool = True) -> None:
+        """End every client's stream and stop the reader (waiting for it unless `wait` is false)."""
         with self.lock:
             subscribers, self.subscribers = list(self.subscribers), set()
-            thread = self.thread
+            thread, self.thread = self.thread, None  # a later client starts a new reader
             self.stopping.set()
         for subscriber in subscribers:
             _call_in_loop(subscriber, subscriber.close, "shutdown")
-        if thread is not None:
+        if wait and thread is not None:
             thread.join(PG_POLL_S + 5)
 
     # ------------------------------------------------ the reader thread
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         listener = self._listen()
         idle_since: float | None = None
         try:
-            while not self.stopping.is_set():
+            while not stop.is_set():
                 self._poll_safely()
                 with self.lock:
                     if self.subscribers:
@@ -305,9 +308,11 @@ class FeedHub:
                     elif idle_since is None:
                         idle_since = time.monotonic()
                     elif time.monotonic() - idle_since > READER_IDLE_S:
-                        self.thread = None
+                        # cleared under the lock that register() checks, so no client is stranded
+                        if self.thread is threading.current_thread():
+                            self.thread = None
                         return
-                listener = self._wait(listener)
+                listener = self._wait(listener, stop)
         finally:
             with self.lock:
                 if self.thread is threading.current_thread():
@@ -336,6 +341,8 @@ class FeedHub:
 
     def _dispatch(self, events: list[FeedEvent]) -> None:
         with self.lock:
+            if self.thread is not threading.current_thread():
+                return  # closed meanwhile: this reader no longer owns the cursor
             for subscriber in list(self.subscribers):
                 matching = [event for event in events if subscriber.filter.matches(event)]
                 if matching and not _call_in_loop(subscriber, subscriber.offer, matching):
@@ -371,16 +378,18 @@ class FeedHub:
             log.warning("live feed: cannot LISTEN, polling instead: %s", error)
             return None
 
-    def _wait(self, listener: psycopg.Connection[Any] | None) -> psycopg.Connection[Any] | None:
+    def _wait(
+        self, listener: psycopg.Connection[Any] | None, stop: threading.Event
+    ) -> psycopg.Connection[Any] | None:
         """Wait for news: a notification of an unseen id, the safety-net poll, or a stop."""
         if listener is None:
             postgres = self.engine.dialect.name == "postgresql"
-            if self.stopping.wait(PG_POLL_S if postgres else SQLITE_POLL_S) or not postgres:
+            if stop.wait(PG_POLL_S if postgres else SQLITE_POLL_S) or not postgres:
                 return None
             return self._listen()  # the LISTEN connection was lost: try again
         deadline = time.monotonic() + PG_POLL_S
         try:
-            while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
                 for notify in listener.notifies(timeout=min(left, 0.5), stop_after=1):
                     if _payload_id(notify.payload) > self.cursor:
                         return listener
@@ -418,12 +427,17 @@ def get_hub(engine: sa.Engine) -> FeedHub:
         return hub
 
 
-def close_streams() -> None:
-    """End every live stream and stop the readers (call on server shutdown, before waiting)."""
+def close_streams(wait: bool = True) -> None:
+    """End every live stream and stop the readers.
+
+    Call it when the server starts shutting down: uvicorn waits for open responses to finish
+    before it stops, and a live stream never finishes by itself. From the event loop (a signal
+    handler), pass `wait=False` so the loop is not blocked while the readers stop.
+    """
     with _hubs_lock:
         hubs = list(_hubs.values())
     for hub in hubs:
-        hub.close()
+        hub.close(wait)
 
 
 # ---------------------------------------------------------------- the endpoint

@@ -292,10 +292,17 @@ def test_the_reader_stops_when_the_last_client_leaves(
     assert (final["reader_running"], final["subscribers"]) == (False, 0)
 
 
-def test_close_streams_ends_every_stream(api_url: str, engine: sa.Engine) -> None:
+def test_close_streams_ends_every_stream_and_a_new_client_starts_over(
+    api_url: str, engine: sa.Engine
+) -> None:
     clients = [FeedClient(f"{api_url}{FEED}") for _ in range(3)]
     etl.feed.close_streams()
     for client in clients:
         assert list(client.events()) == []  # the stream ends instead of waiting for events
         client.close()
     assert stats(api_url)["subscribers"] == 0
+    after = FeedClient(f"{api_url}{FEED}")  # a new client starts a new reader
+    with write_session(engine) as session:
+        append_event(session=session, run_id=make_run(session).id, message="after the close")
+    assert json.loads(after.take(1)[0].data)["message"] == "after the close"
+    after.close()
