@@ -2,32 +2,28 @@
 
 from __future__ import annotations
 
-import codecs
 import csv
-import glob
-import json
-import os
-import re
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from functools import partial
 from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from db.models import CsvReject, utcnow
 from db.queries import bulk_insert, create_table, table_layout, upsert_rows
-from etl.jobs.base import Batch, Job, JobError, int_param
+from etl.jobs.base import Batch, Job, JobError
+from etl.jobs.csv_files import (
+    ascii_compatible,
+    count_plain_lines,
+    decode_problem,
+    header_problem,
+    quoted,
+)
+from etl.jobs.csv_params import check_params, matching_files
 from etl.jobs.csv_rows import TYPES, RowParser, line_numbers, physical_lines, raw_text
-
-PARAMS = {"path", "table", "key", "types", "delimiter", "encoding", "on_error", "max_rejects"}
-PARAMS |= {"batch_size"}
-ON_ERROR = ("reject", "fail")
-TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-MAX_NAME_BYTES = 63  # PostgreSQL cuts longer identifiers short
 
 
 @dataclass
@@ -55,23 +51,9 @@ class CsvImportJob(Job):
     description = "CSV files into a typed table, upserted by key; bad rows quarantined."
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(params) - PARAMS
-        if unknown:
-            raise JobError(f"Unknown csv_import parameter(s): {', '.join(sorted(unknown))}.")
-        path = _required(params, "path", "a CSV file or a glob such as data/*.csv")
-        encoding = _encoding_param(params.get("encoding"))
-        checked: dict[str, Any] = {
-            "path": path,
-            "table": _table_param(params.get("table")),
-            "key": _key_param(params.get("key")),
-            "types": _types_param(params.get("types")),
-            "delimiter": _delimiter_param(params.get("delimiter")),
-            "encoding": encoding,
-            "on_error": _on_error_param(params.get("on_error")),
-            "max_rejects": int_param(params, "max_rejects", None),
-            "batch_size": int_param(params, "batch_size", 5000, minimum=1),
-        }
-        self.files = _matching_files(path)
+        checked = check_params(params)
+        encoding = checked["encoding"]
+        self.files = matching_files(checked["path"])
         # Python's utf-8 codec keeps a byte order mark as a character; utf-8-sig drops it.
         self.codec = "utf-8-sig" if encoding == "utf-8" else encoding
         self.parsers: dict[tuple[str, ...], RowParser] = {}
@@ -144,10 +126,12 @@ class CsvImportJob(Job):
     def _next_batch(self, reader: Any, index: int, file: str, columns: tuple[str, ...]) -> CsvBatch:
         size = self.params["batch_size"] if columns else 0
         first_line = reader.line_num + 1
-        records = list(islice(reader, size))
+        # Tuples of strings leave the garbage collector's watch at once; lists would be scanned
+        # again and again by full collections (15% of the run's time).
+        records = list(map(tuple, islice(reader, size)))
         return CsvBatch(
             records=records,
-            size=len(records) - records.count([]),
+            size=len(records) - records.count(()),
             file=file,
             file_index=index,
             columns=columns,
@@ -180,7 +164,7 @@ class CsvImportJob(Job):
             self.context.log("WARNING", f"{file} is empty")
             return ()
         columns = tuple(name.strip() for name in fields)
-        problem = _header_problem(columns, self.params)
+        problem = header_problem(columns, self.params)
         if problem:
             raise JobError(f"{file}: {problem}.")
         return columns
@@ -195,7 +179,7 @@ class CsvImportJob(Job):
                 yield reader
         except UnicodeDecodeError as error:
             encoding = self.params["encoding"]
-            raise JobError(_decode_problem(file, encoding, self.codec, error)) from None
+            raise JobError(decode_problem(file, encoding, self.codec, error)) from None
         except csv.Error as error:
             line = reader.line_num if reader else 0
             raise JobError(f"{file}, line {line}: not valid CSV ({error}).") from None
@@ -203,8 +187,8 @@ class CsvImportJob(Job):
             raise JobError(f"Cannot read {file}: {error.strerror or error}.") from None
 
     def _count_records(self, file: str) -> int:
-        if _ascii_compatible(self.params["encoding"]):
-            count = _count_plain_lines(file)
+        if ascii_compatible(self.params["encoding"]):
+            count = count_plain_lines(file)
             if count is not None:
                 return count
         with self._reader(file) as reader:
@@ -283,7 +267,7 @@ class CsvImportJob(Job):
             return
         missing = [column.name for column in table.columns if column.name not in layout.columns]
         if missing:
-            raise JobError(f"Table '{table.name}' has no column(s) {_names(missing)} of {file}.")
+            raise JobError(f"Table '{table.name}' has no column(s) {quoted(missing)} of {file}.")
         if frozenset(key) not in layout.unique_keys:
             raise JobError(
                 f"Table '{table.name}' has no primary key or unique constraint on"
@@ -304,180 +288,5 @@ class CsvImportJob(Job):
         self.notes.clear()
 
 
-# ---------------------------------------------------------------- parameters
-
-
-def _required(params: dict[str, Any], name: str, what: str) -> str:
-    value = str(params.get(name) or "").strip()
-    if not value:
-        raise JobError(f"Parameter '{name}' is required: {what}.")
-    return value
-
-
-def _table_param(value: Any) -> str:
-    name = _required({"table": value}, "table", "the name of the target table")
-    if not TABLE_NAME.fullmatch(name):
-        raise JobError(
-            "Parameter 'table' must be lower-case letters, digits and underscores, starting with"
-            f" a letter or underscore, at most 63 characters; not {name!r}."
-        )
-    own = set(SQLModel.metadata.tables) | {"alembic_version"}
-    if name in own or name.startswith(("sqlite_", "pg_")):
-        raise JobError(f"Table '{name}' belongs to Runwatch or the database; choose another.")
-    return name
-
-
-def _key_param(value: Any) -> list[str]:
-    if value is None or isinstance(value, str):
-        value = (value or "").split(",")
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise JobError("Parameter 'key' must name one or more columns, such as id or a,b.")
-    key = [name.strip() for name in value if name.strip()]
-    if not key:
-        raise JobError("Parameter 'key' is required: the column(s) that identify a row.")
-    if len(set(key)) < len(key):
-        raise JobError(f"Parameter 'key' names a column twice: {', '.join(key)}.")
-    return key
-
-
-def _types_param(value: Any) -> dict[str, str]:
-    if value in (None, "", {}):
-        return {}
-    if isinstance(value, str):
-        value = _parse_types(value.strip())
-    if not isinstance(value, dict):
-        raise JobError("Parameter 'types' must map columns to types, such as id:int,price:float.")
-    types = {str(k).strip(): str(v).strip().lower() for k, v in value.items()}
-    wrong = {k: v for k, v in types.items() if v not in TYPES}
-    if wrong:
-        column, kind = next(iter(wrong.items()))
-        known = ", ".join(TYPES)
-        raise JobError(f"Column '{column}' has unknown type '{kind}' (known: {known}).")
-    return types
-
-
-def _parse_types(text: str) -> Any:
-    """Types written as JSON ({"id": "int"}) or as id:int,price:float."""
-    try:
-        if text.startswith("{"):
-            return json.loads(text)
-        pairs = (part.split(":") for part in text.split(",") if part.strip())
-        return {column: kind for column, kind in pairs}
-    except ValueError:
-        raise JobError(
-            f"Parameter 'types' must look like id:int,price:float or JSON, not {text!r}."
-        ) from None
-
-
-def _delimiter_param(value: Any) -> str:
-    text = "," if value in (None, "") else str(value)
-    text = {"\\t": "\t", "tab": "\t"}.get(text.lower(), text)
-    if len(text) != 1 or text in '"\r\n':
-        raise JobError(f"Parameter 'delimiter' must be one character (or tab), not {text!r}.")
-    return text
-
-
-def _encoding_param(value: Any) -> str:
-    name = str(value or "utf-8").strip()
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        raise JobError(f"Parameter 'encoding': unknown encoding {name!r}.") from None
-
-
-def _on_error_param(value: Any) -> str:
-    choice = str(value or "reject").strip().lower()
-    if choice not in ON_ERROR:
-        raise JobError(f"Parameter 'on_error' must be reject or fail, not {value!r}.")
-    return choice
-
-
-def _matching_files(path: str) -> list[str]:
-    """The files `path` names, sorted: the file itself, or the matches of a glob."""
-    pattern = os.path.expanduser(path)
-    if os.path.isfile(pattern):
-        return [pattern]
-    files = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-    if not files:
-        raise JobError(f"No file matches path '{path}'.")
-    return files
-
-
-# ---------------------------------------------------------------- files
-
-
-def _header_problem(columns: tuple[str, ...], params: dict[str, Any]) -> str | None:
-    """What is wrong with a header, if anything."""
-    if "" in columns:
-        return f"column {columns.index('') + 1} of the header has no name"
-    twice = sorted({name for name in columns if columns.count(name) > 1})
-    if twice:
-        return f"the header names {_names(twice)} more than once"
-    long = [name for name in columns if len(name.encode()) > MAX_NAME_BYTES]
-    if long:
-        return f"column name(s) {_names(long)} are longer than {MAX_NAME_BYTES} bytes"
-    lacking = [name for name in params["key"] if name not in columns]
-    if lacking:
-        return f"the header lacks the key column(s) {_names(lacking)} (it has {_names(columns)})"
-    untyped = [name for name in params["types"] if name not in columns]
-    if untyped:
-        return f"the header lacks column(s) {_names(untyped)} named in 'types'"
-    return None
-
-
-def _names(names: Any) -> str:
-    return ", ".join(f"'{name}'" for name in names)
-
-
 def _where(reject: dict[str, Any]) -> str:
     return f"{reject['file']}, line {reject['line']}: {reject['reason']}"
-
-
-def _ascii_compatible(codec: str) -> bool:
-    """Whether line ends and quotes are the same bytes in `codec` as in ASCII."""
-    sample = '\r\n"'
-    try:
-        return sample.encode(codec) == sample.encode("ascii")
-    except UnicodeError:
-        return False
-
-
-def _count_plain_lines(file: str) -> int | None:
-    """Records in `file` counted by line ends, or None if quotes, blank lines or lone CRs are in it."""
-    lines, last = 0, b"\n"
-    try:
-        with open(file, "rb") as handle:
-            # Each chunk ends at a line end, so no pattern below is cut in two.
-            while chunk := handle.read(1 << 20) + handle.readline():
-                if b'"' in chunk or chunk.startswith((b"\n", b"\r\n")) or b"\n\n" in chunk:
-                    return None
-                if b"\n\r\n" in chunk or chunk.count(b"\r") != chunk.count(b"\r\n"):
-                    return None
-                lines += chunk.count(b"\n")
-                last = chunk[-1:]
-    except OSError as error:
-        raise JobError(f"Cannot read {file}: {error.strerror or error}.") from None
-    lines += last != b"\n"  # the last line has no line end
-    return max(lines - 1, 0)
-
-
-def _decode_problem(file: str, encoding: str, codec: str, error: UnicodeDecodeError) -> str:
-    """A message naming the file, the line and the bytes that are not valid in the encoding."""
-    bad = error.object[error.start : error.end].hex(" ")
-    line = _undecodable_line(file, codec)
-    where = f"line {line} has" if line else "it has"
-    return f"{file} is not valid {encoding}: {where} bytes that cannot be decoded ({bad})."
-
-
-def _undecodable_line(file: str, codec: str) -> int | None:
-    """The line of the first byte `codec` cannot decode (counting line feeds)."""
-    decoder = codecs.getincrementaldecoder(codec)()
-    line = 1
-    with open(file, "rb") as handle:
-        for chunk in iter(partial(handle.read, 1 << 16), b""):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as error:
-                return line + chunk[: max(error.start, 0)].count(b"\n")
-            line += chunk.count(b"\n")
-    return None

@@ -7,7 +7,8 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from operator import itemgetter
+from functools import partial
+from operator import is_not, itemgetter
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -17,6 +18,7 @@ from db.models import UTCDateTime
 Parse = Callable[[str], Any]
 Row = tuple[Any, ...]
 INT64 = (-(2**63), 2**63 - 1)
+_not_none = partial(is_not, None)
 _BOOLS = {"true": True, "t": True, "yes": True, "y": True, "1": True}
 _BOOLS |= {"false": False, "f": False, "no": False, "n": False, "0": False}
 
@@ -97,7 +99,7 @@ class RowParser:
         self.exact = _compile(parsers)
 
     def parse(
-        self, records: Sequence[list[str]], seen: set[Any]
+        self, records: Sequence[Sequence[str]], seen: set[Any]
     ) -> tuple[list[Row], list[tuple[int, str]]]:
         """The rows of the good records and (index, reason) of the bad; `seen` holds the file's keys."""
         rows = self._parse_clean(records, seen)
@@ -110,7 +112,7 @@ class RowParser:
             seen.discard(self.key_of(row))
         return self._parse(records, seen, self.exact)
 
-    def _parse_clean(self, records: Sequence[list[str]], seen: set[Any]) -> list[Row] | None:
+    def _parse_clean(self, records: Sequence[Sequence[str]], seen: set[Any]) -> list[Row] | None:
         """The rows when every record is good (the usual case), else None; loops run in C."""
         if set(map(len, records)) != {len(self.columns)}:
             return None
@@ -125,7 +127,10 @@ class RowParser:
         return rows
 
     def _parse(
-        self, records: Sequence[list[str]], seen: set[Any], build: Callable[[Sequence[str]], Row]
+        self,
+        records: Sequence[Sequence[str]],
+        seen: set[Any],
+        build: Callable[[Sequence[str]], Row],
     ) -> tuple[list[Row], list[tuple[int, str]]]:
         rows: list[Row] = []
         bad: list[tuple[int, str]] = []
@@ -176,7 +181,7 @@ class RowParser:
 
     def _in_range(self, rows: list[Row]) -> bool:
         for i in self.int_at:
-            values = [v for v in map(itemgetter(i), rows) if v is not None]
+            values = list(filter(_not_none, map(itemgetter(i), rows)))  # loops in C
             if values and (min(values) < INT64[0] or max(values) > INT64[1]):
                 return False
         return True
@@ -191,7 +196,7 @@ def physical_lines(fields: Sequence[str]) -> int:
     return 1 + sum(f.count("\n") + f.count("\r") - f.count("\r\n") for f in fields)
 
 
-def line_numbers(records: Sequence[list[str]], first_line: int, last_line: int) -> list[int]:
+def line_numbers(records: Sequence[Sequence[str]], first_line: int, last_line: int) -> list[int]:
     """The line each record starts on, given where the first starts and the last ends."""
     if last_line - first_line + 1 == len(records):  # no record spans lines: the usual case
         return list(range(first_line, last_line + 1))
