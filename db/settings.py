@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         "", description="Comma-separated origins allowed to call the API (`*` for any)."
     )
+    api_worker_enabled: bool = Field(
+        False, description="Start a worker thread inside `runwatch serve-api` (the app has one)."
+    )
     cache_ttl_s: float = Field(
         1.0, ge=0, description="Seconds the app caches the queries behind one refresh tick."
     )

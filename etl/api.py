@@ -1,19 +1,30 @@
-"""The HTTP API: status, trigger, history, run details, exports and health (FastAPI)."""
+"""The HTTP API: status, trigger, history, run details, exports and health (FastAPI).
+
+Every route is a thin layer over `db.queries` and `etl.export`; errors become 4xx bodies whose
+`detail` is meant for the user, and an unreachable database becomes 503.
+"""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from db.engine import get_engine
-from db.models import RunStatus
-from db.queries import RunFilters, count_runs, read_session
+from db.queries import ActiveRunExists, InvalidState, NotFound, RunwatchError
 from db.settings import Settings, get_settings
+from etl.api_routes import BadParameter, router
+from etl.api_status import ProcessMeter
+from etl.jobs import JobError
 from etl.worker import BackgroundWorker
 
 
@@ -21,36 +32,92 @@ def create_app(engine: sa.Engine | None = None, settings: Settings | None = None
     """The API application on `engine` (default: the configured database)."""
     settings = settings or get_settings()
     engine = engine or get_engine(settings.database_url)
+    worker = BackgroundWorker(engine, settings) if settings.api_worker_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        worker = app.state.worker
         if worker is not None:
             worker.start()
         yield
         if worker is not None:
             worker.stop()
 
-    app = FastAPI(title="Runwatch API", lifespan=lifespan)
-    app.state.engine, app.state.settings = engine, settings
-    app.state.worker = None
-    app.add_api_route("/health", health, methods=["GET"])
+    app = FastAPI(title="Runwatch API", version="1", lifespan=lifespan, description=__doc__)
+    app.state.engine, app.state.settings, app.state.worker = engine, settings, worker
+    app.state.meter = ProcessMeter()
+    _add_cors(app, settings)
+    _add_error_handlers(app)
+    app.include_router(router)
     if importlib.util.find_spec("etl.feed") is not None:
         app.include_router(importlib.import_module("etl.feed").router)
     return app
 
 
-def health(request: Request) -> JSONResponse:
-    """Whether the database answers, the worker lives, and how many runs wait."""
-    engine: sa.Engine = request.app.state.engine
-    try:
-        with read_session(engine) as session:
-            pending = count_runs(session=session, filters=RunFilters(statuses=(RunStatus.PENDING,)))
-    except sa.exc.SQLAlchemyError:
-        return JSONResponse({"status": "unavailable", "database": False}, status_code=503)
-    worker: BackgroundWorker | None = request.app.state.worker
-    alive = None if worker is None else worker.alive
-    return JSONResponse({"status": "ok", "database": True, "worker": alive, "pending": pending})
+def _add_cors(app: FastAPI, settings: Settings) -> None:
+    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["Content-Disposition"],
+        )
+
+
+def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Map Runwatch's refusals to HTTP statuses with a message for the user."""
+
+    async def validation(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        errors = jsonable_encoder(error.errors())
+        return JSONResponse(
+            {"detail": errors, "message": validation_message(errors)}, status_code=422
+        )
+
+    async def bad_parameter(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, BadParameter)
+        detail = [{"loc": [error.where, error.name], "msg": str(error), "type": "value_error"}]
+        return JSONResponse({"detail": detail, "message": str(error)}, status_code=422)
+
+    async def refused(_: Request, error: Exception) -> JSONResponse:
+        if isinstance(error, ActiveRunExists):
+            return _error(409, str(error), run_id=error.run_id)
+        status = (
+            404 if isinstance(error, NotFound) else 409 if isinstance(error, InvalidState) else 400
+        )
+        return _error(status, str(error))
+
+    async def job_error(_: Request, error: Exception) -> JSONResponse:
+        return _error(422, str(error))
+
+    async def database_down(_: Request, error: Exception) -> JSONResponse:
+        return _error(503, "The database cannot be reached right now; try again shortly.")
+
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(BadParameter, bad_parameter)
+    app.add_exception_handler(RunwatchError, refused)
+    app.add_exception_handler(JobError, job_error)
+    app.add_exception_handler(sa.exc.OperationalError, database_down)
+    app.add_exception_handler(sa.exc.InterfaceError, database_down)
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """One sentence naming each invalid parameter and what is wrong with it."""
+    parts = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        # loc is e.g. ("query", "status", 0): the parameter is its second part
+        where, name = (loc[0], loc[1]) if len(loc) > 1 else ("request", "".join(loc))
+        where = {"query": "query parameter", "path": "path parameter", "body": "body field"}.get(
+            where, where
+        )
+        parts.append(f"Invalid {where} '{name or 'body'}': {error.get('msg', 'invalid')}.")
+    return " ".join(parts)
 
 
 def serve(host: str, port: int) -> None:

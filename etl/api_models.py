@@ -1,0 +1,170 @@
+"""The API's request and response shapes, built on the public run record."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from db.models import Run, RunEvent, RunRecord
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
+JobName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
+class PerformanceMetrics(BaseModel):
+    """How fast the current run goes and what the API process uses."""
+
+    records_per_second: float | None = Field(description="The run's own rate since it started.")
+    memory_usage: float = Field(description="Resident memory of the API process, in MB.")
+    cpu_usage: float = Field(description="CPU of the API process since the last status call, in %.")
+
+
+class EtlStatus(BaseModel):
+    """What the ETL is doing now: the active run, or the newest one when none is active."""
+
+    is_running: bool
+    current_log_id: int | None = Field(description="Id of the run shown (the runs are the logs).")
+    job: str | None
+    status: str | None
+    progress_percentage: float | None
+    last_update: datetime | None
+    estimated_completion: datetime | None
+    current_step: str | None
+    performance_metrics: PerformanceMetrics
+
+
+class TriggerRequest(BaseModel):
+    """Start a run of `job`; `params` override the job's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: JobName
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TriggerResponse(BaseModel):
+    """A run was enqueued."""
+
+    success: bool
+    log_id: int = Field(description="Id of the new run.")
+    message: str
+    estimated_duration: float | None = Field(
+        description="Seconds the run should take, from the job's past throughput (null: no history)."
+    )
+
+
+class ActionResponse(BaseModel):
+    """The outcome of a request on an existing run."""
+
+    success: bool
+    log_id: int
+    status: str
+    message: str
+
+
+class LogItem(BaseModel):
+    """One run in the field shape of the original dashboard specification."""
+
+    id: int
+    job: str
+    status: str
+    trigger: str
+    start_date: datetime | None
+    end_date: datetime | None
+    duration: float | None
+    total_records: int | None
+    offset: int
+    created_at: datetime
+    categories_processed: int | None
+    subjects_processed: int | None
+    error_message: str | None
+
+    @classmethod
+    def from_run(cls, run: Run) -> LogItem:
+        """The list item of `run`."""
+        record = RunRecord.from_run(run).model_dump()
+        counters = record["counters"]
+        return cls(
+            **{name: record[name] for name in cls.model_fields if name in record},
+            categories_processed=_count(counters.get("categories_processed")),
+            subjects_processed=_count(counters.get("subjects_processed")),
+        )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class LogPage(BaseModel):
+    """One page of runs, newest first, with the size of the whole filtered set."""
+
+    total: int
+    page: int
+    limit: int
+    items: list[LogItem]
+
+
+class RunDetail(RunRecord):
+    """Everything about one run: its public record plus parameters and error detail."""
+
+    params: dict[str, Any]
+    error_detail: dict[str, Any] | None
+    heartbeat_at: datetime | None
+    worker_id: str | None
+    cancel_requested: bool
+
+    @classmethod
+    def from_run_detail(cls, run: Run) -> RunDetail:
+        """The detail of `run`."""
+        return cls(
+            **RunRecord.from_run(run).model_dump(),
+            params=dict(run.params or {}),
+            error_detail=run.error_detail,
+            heartbeat_at=run.heartbeat_at,
+            worker_id=run.worker_id,
+            cancel_requested=run.cancel_requested,
+        )
+
+
+class EventItem(BaseModel):
+    """One run event: a status change, a progress write or a log line."""
+
+    id: int
+    run_id: int
+    ts: datetime
+    kind: str
+    level: str
+    step: str | None
+    message: str
+    data: dict[str, Any]
+
+    @classmethod
+    def from_event(cls, event: RunEvent) -> EventItem:
+        """The item of `event`."""
+        return cls.model_validate(event, from_attributes=True)
+
+
+class EventPage(BaseModel):
+    """A run's events after a cursor, oldest first; pass `next_after` as `after` for more."""
+
+    items: list[EventItem]
+    next_after: int
+
+
+class Health(BaseModel):
+    """Whether the API can serve: database reachable, worker alive, runs waiting."""
+
+    status: str
+    database: bool
+    worker: bool | None = Field(description="null when this process runs no worker.")
+    pending: int | None
+
+
+class ErrorBody(BaseModel):
+    """Why a request was refused."""
+
+    detail: str
+    run_id: int | None = None

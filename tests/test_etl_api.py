@@ -1,0 +1,515 @@
+"""The HTTP API through a real uvicorn server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlmodel import select
+
+from db.models import AuditEvent
+from db.queries import (
+    RunFilters,
+    RunSort,
+    append_event,
+    get_run,
+    list_audit,
+    list_runs,
+    read_session,
+    write_session,
+)
+from db.settings import Settings
+from etl.api import create_app
+from etl.export import stream_export
+from tests.apiserver import running_api, running_app
+from tests.factories import make_run
+
+BASE = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll `check` until it returns something truthy (generous timeout, no timing asserts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def seed(engine: sa.Engine, count: int = 24) -> list[int]:
+    """`count` finished, failed and cancelled runs of two jobs, an hour apart, oldest first."""
+    statuses = ["finished", "failed", "cancelled"]
+    ids = []
+    with write_session(engine) as session:
+        for i in range(count):
+            created = BASE + timedelta(hours=i)
+            run = make_run(
+                session,
+                job="demo" if i % 2 else "csv_import",
+                status=statuses[i % 3],
+                trigger="api" if i % 4 == 0 else "manual",
+                started_at=created,
+                created_at=created,
+                ended_at=created + timedelta(seconds=10 + i),
+                error_message=f"boom {i}" if statuses[i % 3] == "failed" else None,
+                records_loaded=100 * i,
+            )
+            assert run.id is not None
+            ids.append(run.id)
+    return ids
+
+
+@pytest.fixture
+def client(api_url: str) -> httpx.Client:
+    """An HTTP client of the test's API server."""
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        yield http
+
+
+# ---------------------------------------------------------------- health and status
+
+
+def test_health_reports_database_and_pending_count(client: httpx.Client, engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        make_run(session, status="pending", ended_at=None)
+    body = client.get("/health").json()
+    assert body == {"status": "ok", "database": True, "worker": None, "pending": 1}
+
+
+def test_health_is_503_when_the_database_is_down(settings: Settings) -> None:
+    down = settings.model_copy(
+        update={"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"}
+    )
+    with running_app(create_app(settings=down)) as url:
+        health = httpx.get(f"{url}/health", timeout=30)
+        status = httpx.get(f"{url}/api/etl/status", timeout=30)
+    assert health.status_code == 503
+    assert health.json()["database"] is False
+    assert status.status_code == 503
+    assert "database" in status.json()["detail"]
+
+
+def test_status_without_runs_is_idle(client: httpx.Client) -> None:
+    body = client.get("/api/etl/status").json()
+    assert body["is_running"] is False
+    assert body["current_log_id"] is None
+    assert body["performance_metrics"]["memory_usage"] > 0
+
+
+def test_status_reports_the_running_run(client: httpx.Client, engine: sa.Engine) -> None:
+    started = datetime.now(UTC) - timedelta(seconds=20)
+    with write_session(engine) as session:
+        make_run(session, job="csv_import", status="finished")
+        run = make_run(
+            session,
+            status="running",
+            started_at=started,
+            ended_at=None,
+            heartbeat_at=datetime.now(UTC),
+            total_records=1000,
+            offset=400,
+            current_step="load",
+        )
+    body = client.get("/api/etl/status").json()
+    assert body["is_running"] is True
+    assert body["current_log_id"] == run.id
+    assert body["status"] == "running"
+    assert body["progress_percentage"] == 40.0
+    assert body["current_step"] == "load"
+    assert 0 < body["performance_metrics"]["records_per_second"] <= 400 / 19
+    eta = datetime.fromisoformat(body["estimated_completion"])
+    assert eta > datetime.now(UTC)
+
+
+def test_status_of_a_job_shows_its_newest_run(client: httpx.Client, engine: sa.Engine) -> None:
+    ids = seed(engine, 6)
+    body = client.get("/api/etl/status", params={"job": "csv_import"}).json()
+    assert body["current_log_id"] == ids[4]
+    assert body["is_running"] is False
+
+
+def test_status_of_an_unknown_job_is_404(client: httpx.Client) -> None:
+    response = client.get("/api/etl/status", params={"job": "nope"})
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+
+
+# ---------------------------------------------------------------- trigger
+
+
+def test_trigger_enqueues_an_api_run_and_audits_it(client: httpx.Client, engine: sa.Engine) -> None:
+    response = client.post("/api/etl/trigger", json={"job": "demo", "params": {"total": 50}})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["success"] is True
+    with read_session(engine) as session:
+        run = get_run(session=session, run_id=body["log_id"])
+        audit = list_audit(session=session, action="trigger")
+    assert (run.status, run.trigger, run.params["total"]) == ("pending", "api", 50)
+    assert [(a.target, a.details["run_id"]) for a in audit] == [("demo", run.id)]
+
+
+def test_trigger_estimates_duration_from_past_runs(client: httpx.Client, engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        make_run(session, records_loaded=1000)  # 1000 records in 30 s
+    body = client.post("/api/etl/trigger", json={"job": "demo", "params": {"total": 2000}}).json()
+    assert body["estimated_duration"] == pytest.approx(60.0)
+
+
+def test_trigger_of_an_active_job_is_409_naming_the_run(client: httpx.Client) -> None:
+    first = client.post("/api/etl/trigger", json={"job": "demo"}).json()["log_id"]
+    response = client.post("/api/etl/trigger", json={"job": "demo"})
+    assert response.status_code == 409
+    assert response.json()["run_id"] == first
+    assert f"#{first}" in response.json()["detail"]
+
+
+def test_trigger_of_an_unknown_job_is_404(client: httpx.Client) -> None:
+    response = client.post("/api/etl/trigger", json={"job": "nope"})
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"job": "demo", "params": {"total": "lots"}}, "total"),
+        ({"job": "demo", "params": {"colour": 1}}, "colour"),
+        ({"job": "demo", "params": {"batch_size": 0}}, "batch_size"),
+        ('{"job": "demo", "params": {"total": 1e999}}', "total"),
+        ({"job": "demo", "params": []}, "params"),
+        ({"job": "demo", "extra": 1}, "extra"),
+        ({"params": {}}, "job"),
+    ],
+)
+def test_trigger_with_bad_input_is_422_naming_it(
+    client: httpx.Client, engine: sa.Engine, body: dict[str, Any] | str, named: str
+) -> None:
+    if isinstance(body, str):  # JSON that Python parses to infinity
+        headers = {"Content-Type": "application/json"}
+        response = client.post("/api/etl/trigger", content=body, headers=headers)
+    else:
+        response = client.post("/api/etl/trigger", json=body)
+    assert response.status_code == 422
+    payload = response.json()
+    assert named in str(payload.get("message", payload["detail"]))
+    with read_session(engine) as session:
+        assert list_runs(session=session).total == 0
+
+
+def test_triggered_run_finishes_in_the_api_worker(engine: sa.Engine, settings: Settings) -> None:
+    with_worker = settings.model_copy(update={"api_worker_enabled": True})
+    with running_api(settings=with_worker) as url, httpx.Client(base_url=url, timeout=30) as http:
+        assert http.get("/health").json()["worker"] is True
+        params = {"total": 300, "batch_size": 50}
+        run_id = http.post("/api/etl/trigger", json={"job": "demo", "params": params}).json()[
+            "log_id"
+        ]
+        wait_for(lambda: http.get(f"/api/etl/runs/{run_id}").json()["status"] == "finished")
+        status = http.get("/api/etl/status").json()
+    assert status["current_log_id"] == run_id
+    assert status["progress_percentage"] == 100.0
+    assert status["is_running"] is False
+
+
+# ---------------------------------------------------------------- history
+
+
+@pytest.mark.parametrize(
+    ("params", "filters"),
+    [
+        ({}, RunFilters()),
+        ({"status": "failed"}, RunFilters(statuses=("failed",))),
+        ({"status": ["failed", "cancelled"]}, RunFilters(statuses=("failed", "cancelled"))),
+        ({"job": "demo", "trigger": "api"}, RunFilters(jobs=("demo",), triggers=("api",))),
+        (
+            {"since": (BASE + timedelta(hours=5)).isoformat(), "until": "2026-01-11T02:00:00"},
+            RunFilters(since=BASE + timedelta(hours=5), until=BASE + timedelta(hours=14)),
+        ),
+        ({"error_text": "boom 1"}, RunFilters(error_text="boom 1")),
+        ({"until": "2026-01-10"}, RunFilters(until=BASE + timedelta(hours=12))),
+    ],
+)
+def test_logs_pages_match_the_queries(
+    client: httpx.Client, engine: sa.Engine, params: dict[str, Any], filters: RunFilters
+) -> None:
+    seed(engine)
+    for page, limit in [(1, 10), (2, 10), (3, 10), (1, 5), (4, 7)]:
+        body = client.get("/api/etl/logs", params={**params, "page": page, "limit": limit}).json()
+        with read_session(engine) as session:
+            expected = list_runs(session=session, filters=filters, page=page, page_size=limit)
+        assert body["total"] == expected.total
+        assert (body["page"], body["limit"]) == (page, limit)
+        assert [item["id"] for item in body["items"]] == [run.id for run in expected.runs]
+
+
+def test_logs_items_have_the_dashboard_fields(client: httpx.Client, engine: sa.Engine) -> None:
+    ids = seed(engine, 3)
+    item = client.get("/api/etl/logs").json()["items"][1]
+    assert item["id"] == ids[1]
+    assert item["status"] == "failed"
+    assert item["error_message"] == "boom 1"
+    assert item["duration"] == 11.0
+    assert (item["categories_processed"], item["subjects_processed"]) == (20, 1000)
+    assert datetime.fromisoformat(item["start_date"]) == BASE + timedelta(hours=1)
+    assert datetime.fromisoformat(item["end_date"]) == BASE + timedelta(hours=1, seconds=11)
+    for name in ("total_records", "offset", "created_at"):
+        assert name in item
+
+
+def test_logs_are_newest_first(client: httpx.Client, engine: sa.Engine) -> None:
+    ids = seed(engine, 5)
+    assert [item["id"] for item in client.get("/api/etl/logs").json()["items"]] == ids[::-1]
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 5000}, "limit"),
+        ({"page": "two"}, "page"),
+        ({"page": 0}, "page"),
+        ({"status": "exploded"}, "status"),
+        ({"trigger": "telepathy"}, "trigger"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2026-02-01", "until": "2026-01-01"}, "until"),
+        ({"job": "a\x00b"}, "job"),
+    ],
+)
+def test_logs_with_bad_parameters_is_422_naming_them(
+    client: httpx.Client, params: dict[str, Any], named: str
+) -> None:
+    response = client.get("/api/etl/logs", params=params)
+    assert response.status_code == 422
+    assert f"'{named}'" in response.json()["message"]
+
+
+# ---------------------------------------------------------------- one run
+
+
+def test_run_detail_has_params_counters_and_error(client: httpx.Client, engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        run = make_run(
+            session,
+            status="failed",
+            params={"total": 7},
+            error_type="RuntimeError",
+            error_message="bad",
+            error_detail={"traceback": "Traceback ...", "stage": "load"},
+        )
+    body = client.get(f"/api/etl/runs/{run.id}").json()
+    assert body["id"] == run.id
+    assert body["params"] == {"total": 7}
+    assert body["counters"]["subjects_processed"] == 1000
+    assert body["error_detail"]["stage"] == "load"
+    assert body["error_type"] == "RuntimeError"
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/etl/runs/999", 404),
+        ("/api/etl/runs/999/events", 404),
+        ("/api/etl/runs/0", 422),
+        ("/api/etl/runs/abc", 422),
+        ("/api/etl/runs/99999999999999999999", 422),
+        ("/api/etl/runs/1/events?after=-1", 422),
+    ],
+)
+def test_unknown_or_invalid_run_ids(client: httpx.Client, path: str, status: int) -> None:
+    response = client.get(path)
+    assert response.status_code == status
+    if status == 404:
+        assert "#999" in response.json()["detail"]
+
+
+def test_run_events_page_by_cursor(client: httpx.Client, engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        run, other = make_run(session), make_run(session, job="csv_import")
+        assert run.id is not None and other.id is not None
+        ids = [append_event(session=session, run_id=run.id, message=f"line {i}") for i in range(5)]
+        append_event(session=session, run_id=other.id, message="other")
+    first = client.get(f"/api/etl/runs/{run.id}/events", params={"limit": 3}).json()
+    rest = client.get(
+        f"/api/etl/runs/{run.id}/events", params={"after": first["next_after"]}
+    ).json()
+    assert [e["message"] for e in first["items"] + rest["items"]] == [f"line {i}" for i in range(5)]
+    assert rest["next_after"] == ids[-1]
+    assert rest["items"][0]["run_id"] == run.id
+
+
+# ---------------------------------------------------------------- cancel and retry
+
+
+def test_cancel_a_pending_run_at_once(client: httpx.Client, engine: sa.Engine) -> None:
+    run_id = client.post("/api/etl/trigger", json={"job": "demo"}).json()["log_id"]
+    body = client.post(f"/api/etl/runs/{run_id}/cancel").json()
+    assert (body["success"], body["status"]) == (True, "cancelled")
+    with read_session(engine) as session:
+        assert get_run(session=session, run_id=run_id).status == "cancelled"
+        assert list_audit(session=session, action="cancel")[0].target == f"run:{run_id}"
+
+
+def test_cancel_a_running_run_asks_it_to_stop(client: httpx.Client, engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        run = make_run(session, status="running", ended_at=None)
+    body = client.post(f"/api/etl/runs/{run.id}/cancel").json()
+    assert body["status"] == "running"
+    with read_session(engine) as session:
+        assert get_run(session=session, run_id=run.id).cancel_requested is True
+
+
+def test_cancel_a_finished_run_is_409(client: httpx.Client, engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        run = make_run(session)
+    response = client.post(f"/api/etl/runs/{run.id}/cancel")
+    assert response.status_code == 409
+    assert "finished" in response.json()["detail"]
+    assert client.post("/api/etl/runs/999/cancel").status_code == 404
+
+
+@pytest.mark.parametrize(("restart", "offset"), [(False, 400), (True, 0)])
+def test_retry_resumes_from_the_checkpoint_or_restarts(
+    client: httpx.Client, engine: sa.Engine, restart: bool, offset: int
+) -> None:
+    with write_session(engine) as session:
+        failed = make_run(session, status="failed", offset=400, records_loaded=400)
+    response = client.post(f"/api/etl/runs/{failed.id}/retry", params={"restart": restart})
+    assert response.status_code == 202
+    new_id = response.json()["log_id"]
+    with read_session(engine) as session:
+        run = get_run(session=session, run_id=new_id)
+        audit = list_audit(session=session, action="retry")[0]
+    assert (run.status, run.trigger, run.resumed_from, run.offset) == (
+        "pending",
+        "retry",
+        failed.id,
+        offset,
+    )
+    assert audit.details == {"run_id": new_id, "from_checkpoint": not restart}
+
+
+def test_retry_refusals(client: httpx.Client, engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        finished = make_run(session)
+        failed = make_run(session, status="failed")
+        active = make_run(session, status="pending", ended_at=None)
+    assert client.post(f"/api/etl/runs/{finished.id}/retry").status_code == 409
+    busy = client.post(f"/api/etl/runs/{failed.id}/retry")
+    assert busy.status_code == 409
+    assert busy.json()["run_id"] == active.id
+    assert client.post("/api/etl/runs/999/retry").status_code == 404
+
+
+# ---------------------------------------------------------------- exports
+
+
+EXPORT_CASES = [
+    ({}, RunFilters(), RunSort()),
+    (
+        {"status": ["failed", "finished"], "job": "demo", "sort": "duration", "order": "asc"},
+        RunFilters(statuses=("failed", "finished"), jobs=("demo",)),
+        RunSort(key="duration", descending=False),
+    ),
+    (
+        {"since": BASE.isoformat(), "until": (BASE + timedelta(hours=9)).isoformat()},
+        RunFilters(since=BASE, until=BASE + timedelta(hours=9)),
+        RunSort(),
+    ),
+]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+@pytest.mark.parametrize(("params", "filters", "sort"), EXPORT_CASES)
+def test_export_bytes_equal_stream_export_and_are_audited(
+    client: httpx.Client,
+    engine: sa.Engine,
+    fmt: str,
+    params: dict[str, Any],
+    filters: RunFilters,
+    sort: RunSort,
+) -> None:
+    seed(engine)
+    with write_session(engine) as session:
+        make_run(session, error_message="=HYPERLINK(1)", status="failed", job="demo")
+    response = client.get(f"/api/etl/export.{fmt}", params=params)
+    expected = b"".join(stream_export(engine=engine, fmt=fmt, filters=filters, sort=sort))  # type: ignore[arg-type]
+    assert response.status_code == 200
+    assert response.content == expected
+    assert response.headers["content-disposition"].startswith("attachment; filename=")
+    assert response.headers["content-disposition"].endswith(f'.{fmt}"')
+    with read_session(engine) as session:
+        audits = session.exec(select(AuditEvent).where(AuditEvent.action == "export")).all()
+    api_audit = next(a for a in audits if a.details["source"] == "api")
+    assert api_audit.details["filters"] == filters.as_dict()
+    assert api_audit.details["format"] == fmt
+    rows = api_audit.details["rows"]
+    with read_session(engine) as session:
+        assert rows == list_runs(session=session, filters=filters).total
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_export_bytes_equal_the_cli_export(
+    client: httpx.Client, engine: sa.Engine, settings: Settings, fmt: str
+) -> None:
+    seed(engine)
+    params = {"status": ["failed", "finished"], "job": "demo", "until": "2026-01-10"}
+    cli = ["--status", "failed", "--status", "finished", "--job", "demo", "--until", "2026-01-10"]
+    response = client.get(f"/api/etl/export.{fmt}", params=params)
+    command = [sys.executable, "-m", "etl", "runs", "--format", fmt, *cli]
+    env = {**os.environ, "RUNWATCH_DATABASE_URL": settings.database_url}
+    printed = subprocess.run(command, env=env, capture_output=True, check=True, timeout=120)
+    assert response.content == printed.stdout
+    assert response.content.count(b"boom") == 2  # runs 1 and 7: failed demo runs of that day
+
+
+def test_export_with_bad_sort_is_422(client: httpx.Client) -> None:
+    response = client.get("/api/etl/export.csv", params={"sort": "colour"})
+    assert response.status_code == 422
+    assert "'sort'" in response.json()["message"]
+
+
+# ---------------------------------------------------------------- CORS and OpenAPI
+
+
+def test_cors_allows_a_configured_origin(engine: sa.Engine, settings: Settings) -> None:
+    allowed = "http://dashboard.localhost:9000"
+    cors = settings.model_copy(update={"cors_origins": f"{allowed}, http://other.localhost"})
+    with running_api(settings=cors) as url:
+        ok = httpx.get(f"{url}/api/etl/status", headers={"Origin": allowed})
+        stranger = httpx.get(f"{url}/api/etl/status", headers={"Origin": "http://evil.localhost"})
+        preflight = httpx.options(
+            f"{url}/api/etl/trigger",
+            headers={"Origin": allowed, "Access-Control-Request-Method": "POST"},
+        )
+    assert ok.headers["access-control-allow-origin"] == allowed
+    assert "access-control-allow-origin" not in stranger.headers
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == allowed
+
+
+def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in (
+        "/api/etl/status",
+        "/api/etl/trigger",
+        "/api/etl/logs",
+        "/api/etl/runs/{run_id}",
+        "/api/etl/runs/{run_id}/events",
+        "/api/etl/runs/{run_id}/cancel",
+        "/api/etl/runs/{run_id}/retry",
+        "/api/etl/export.csv",
+        "/api/etl/export.json",
+        "/health",
+    ):
+        assert path in paths
