@@ -720,6 +720,14 @@ def _rate(records: int, started: datetime | None, ended: datetime | None) -> flo
     return records / seconds if seconds > 0 and records > 0 else None
 
 
+def recent_run_ids(*, session: Session, job: str | None = None, limit: int = 100) -> list[int]:
+    """Ids of the newest runs (of one job, or all), newest first: the Logs page's run choice."""
+    query = sa.select(col(Run.id)).order_by(col(Run.id).desc()).limit(limit)
+    if job is not None:
+        query = query.where(col(Run.job) == job)
+    return [int(run_id) for run_id in session.execute(query).scalars()]
+
+
 # ---------------------------------------------------------------- remote feeds (sse_follow)
 
 

@@ -54,6 +54,7 @@ def database_guard() -> Iterator[None]:
             "recovers by itself when the database is back.",
             icon="🔌",
         )
-        st.caption(f"Details: {type(error.orig).__name__}: {str(error.orig).splitlines()[0][:300]}")
+        first_line = (str(error.orig).splitlines() or [""])[0][:300]  # some drivers say nothing
+        st.caption(f"Details: {type(error.orig).__name__}: {first_line}")
         retry_soon()
         st.stop()

@@ -7,14 +7,13 @@ from typing import Any
 
 import streamlit as st
 
+from db import queries
 from db.models import RunStatus
 from db.queries import (
     JobLive,
-    RunFilters,
     create_run,
     get_job,
     list_log_lines,
-    list_runs,
     live_overview,
     read_session,
     record_audit,
@@ -62,10 +61,8 @@ def log_lines(
 @st.cache_data(ttl=_TTL, show_spinner=False)
 def recent_run_ids(database_url: str, job: str | None, limit: int = 100) -> list[int]:
     """Ids of the newest runs (of one job or all), for the Logs page's run choice."""
-    filters = RunFilters(jobs=(job,) if job else ())
     with read_session(engine()) as session:
-        page = list_runs(session=session, filters=filters, page_size=limit)
-        return [run.id for run in page.runs if run.id is not None]
+        return queries.recent_run_ids(session=session, job=job, limit=limit)
 
 
 def parse_params(text: str, job: str) -> dict[str, Any]:
