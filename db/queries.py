@@ -885,13 +885,19 @@ def _executemany_rows(session: Session, table: sa.Table, rows: Sequence[dict[str
     """One driver-level executemany, with each column's own bind processing (3x less overhead)."""
     dialect = session.get_bind().dialect
     names = list(rows[0])
-    procs = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-    columns = ", ".join(f'"{name}"' for name in names)
-    marks = ", ".join("?" for _ in names)
-    values = [
-        tuple(p(row[n]) if p else row[n] for n, p in zip(names, procs, strict=True)) for row in rows
+    values: list[Any] = [tuple(row[name] for name in names) for row in rows]
+    convert = [
+        (i, process)
+        for i, name in enumerate(names)
+        if (process := table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
     ]
-    sql = f'INSERT INTO "{table.name}" ({columns}) VALUES ({marks})'
+    if convert:  # column by column, only the columns whose type converts values
+        columns = list(zip(*values, strict=True))
+        for i, process in convert:
+            columns[i] = tuple(map(process, columns[i]))
+        values = list(zip(*columns, strict=True))
+    columns_sql = ", ".join(f'"{name}"' for name in names)
+    sql = f'INSERT INTO "{table.name}" ({columns_sql}) VALUES ({", ".join("?" * len(names))})'
     session.connection().exec_driver_sql(sql, values)
 
 

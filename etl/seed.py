@@ -245,7 +245,7 @@ class _History:
                 events.append(_event(run, ts, "log", "INFO", "extract", message))
             elif i == count - 2 and run["status"] != RunStatus.FINISHED:
                 events.append(self._last_words(run, ts))
-            elif i % 2 == 0:
+            elif i % 4 == 0:  # progress carries the whole record: keep it to every 4th event
                 data = _running(record, done)
                 events.append(_event(run, ts, "progress", "INFO", "load", "Progress", data))
             else:
