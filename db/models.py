@@ -115,7 +115,26 @@ class Run(SQLModel, table=True):
             postgresql_where=ACTIVE_WHERE,
         ),
         sa.Index("ix_run_job_created", "job", "created_at"),
-        sa.Index("ix_run_status_created", "status", "created_at"),
+        # covering: the statistics read these columns from the index, not the wide rows (0003)
+        sa.Index(
+            "ix_run_status_created",
+            "status",
+            "created_at",
+            "job",
+            "started_at",
+            "ended_at",
+            "records_loaded",
+        ),
+        sa.Index(
+            "ix_run_created_cover",
+            "created_at",
+            "status",
+            "job",
+            "started_at",
+            "ended_at",
+            "records_loaded",
+        ),
+        sa.Index("ix_run_job_ended", "job", "ended_at", "status"),  # previous/next run of a job
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -16,8 +16,9 @@ from db.queries import (
     duration_percentiles,
     duration_points,
     highlighted_runs,
+    mean_time_to_recovery,
     read_session,
-    run_summary,
+    summarise,
 )
 
 PRESETS: dict[str, timedelta] = {
@@ -61,17 +62,13 @@ def custom_scope(first: date, last: date, *, job: str | None = None) -> StatsSco
 def load_statistics(engine: sa.Engine, scope: StatsScope) -> Statistics:
     """Every aggregate of `scope`, computed in SQL in one read session."""
     with read_session(engine) as session:
+        days = daily_stats(session=session, scope=scope)
+        percentiles = duration_percentiles(session=session, scope=scope)
+        mttr = mean_time_to_recovery(session=session, scope=scope)
         return Statistics(
             scope=scope,
-            summary=run_summary(session=session, scope=scope),
-            days=daily_stats(session=session, scope=scope),
+            summary=summarise(days, percentiles.get(None), mttr),
+            days=days,
             points=duration_points(session=session, scope=scope, limit=POINT_LIMIT),
-            highlights=highlighted_runs(session=session, scope=scope),
+            highlights=highlighted_runs(session=session, scope=scope, percentiles=percentiles),
         )
-
-
-def job_p90s(engine: sa.Engine, scope: StatsScope) -> dict[str, float]:
-    """Each job's p90 duration of finished runs in `scope` (seconds)."""
-    with read_session(engine) as session:
-        found = duration_percentiles(session=session, scope=scope, by_job=True)
-    return {job: p.p90_s for job, p in found.items() if job and p.p90_s is not None}

@@ -75,13 +75,14 @@ def test_summary_counts_records_percentiles_and_recovery(engine: sa.Engine, hist
 
 def test_percentiles_per_job_interpolate_like_percentile_cont(engine: sa.Engine, history) -> None:
     with read_session(engine) as session:
-        per_job = duration_percentiles(session=session, scope=ALL, by_job=True)
+        per_job = duration_percentiles(session=session, scope=ALL)
     # demo 10, 20, 30, 40, 100: p50 = 30, p90 at rank 3.6 = 40 + 0.6 * 60
     assert per_job["demo"].count == 5
     assert per_job["demo"].p50_s == pytest.approx(30.0)
     assert per_job["demo"].p90_s == pytest.approx(76.0)
     assert per_job["csv_import"].p50_s == pytest.approx(60.0)
     assert per_job["csv_import"].p90_s == pytest.approx(60.0)
+    assert per_job[None].count == 6 and per_job[None].p90_s == pytest.approx(80.0)
 
 
 def test_one_job_scope(engine: sa.Engine, history) -> None:
@@ -99,6 +100,7 @@ def test_daily_stats_group_by_utc_day(engine: sa.Engine, history) -> None:
     assert [d.day for d in days] == [DAY0.date(), DAY1.date()]
     first, second = days
     assert (first.runs, first.finished, first.failed, first.records) == (5, 3, 2, 650)
+    assert (first.cancelled, second.cancelled) == (0, 1)
     assert first.busy_s == pytest.approx(60.0) and first.throughput == pytest.approx(10.0)
     assert first.success_rate == pytest.approx(0.6)
     assert (second.runs, second.finished, second.failed, second.records) == (6, 3, 2, 2600)
