@@ -45,6 +45,7 @@ from etl.runner import Runner
 from etl.worker import Worker, make_worker_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACTIVE = 0, 1, 2, 3
+_MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 
 Command = Callable[[argparse.Namespace, sa.Engine], int]
 
@@ -91,13 +92,13 @@ def parse_moment(text: str, *, day_end: bool = False) -> datetime:
     """An ISO date or datetime as aware UTC (naive means UTC); a bare date ends at midnight if `day_end`."""
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        if day_end and _is_bare_date(text):
+            moment += timedelta(days=1)  # --until 2026-11-30 includes that whole day
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"expected an ISO date or datetime like 2026-11-30 or 2026-11-30T08:00, got {text!r}"
         ) from None
-    if day_end and _is_bare_date(text):
-        moment += timedelta(days=1)  # --until 2026-11-30 includes that whole day
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _is_bare_date(text: str) -> bool:
@@ -113,8 +114,8 @@ def parse_until(text: str) -> datetime:
     return parse_moment(text, day_end=True)
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least `minimum`."""
+def at_least(minimum: int, maximum: int = _MAX_ID) -> Callable[[str], int]:
+    """An argparse type: a whole number from `minimum` to `maximum`."""
 
     def parse(text: str) -> int:
         try:
@@ -123,6 +124,8 @@ def at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if number < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
+        if number > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:,}, got {number:,}")
         return number
 
     return parse
@@ -509,9 +512,9 @@ def _add_runs_command(commands: Any) -> None:
 
 def _add_seed_command(commands: Any) -> None:
     seed = commands.add_parser("seed-history", help="bulk-insert realistic past runs")
-    seed.add_argument("--days", type=at_least(1), required=True)
-    seed.add_argument("--runs-per-day", type=at_least(1), required=True)
-    seed.add_argument("--events-per-run", type=at_least(2), default=20)
+    seed.add_argument("--days", type=at_least(1, 3650), required=True)
+    seed.add_argument("--runs-per-day", type=at_least(1, 1_000_000), required=True)
+    seed.add_argument("--events-per-run", type=at_least(2, 1000), default=20)
     seed.add_argument("--seed", type=int, default=0, help="same seed, same history")
     seed.set_defaults(handler=cmd_seed_history)
 

@@ -169,6 +169,9 @@ def test_job_with_an_active_run_exits_3(
         (["run", "demo", "-p", "total=many"], "'total' must be a whole number"),
         (["runs", "--since", "last tuesday"], "expected an ISO date or datetime"),
         (["runs", "--until", "2026-13-01"], "expected an ISO date or datetime"),
+        (["runs", "--until", "9999-12-31"], "expected an ISO date or datetime"),
+        (["cancel", "99999999999"], "must be at most 2,147,483,647"),
+        (["seed-history", "--days", "99999999", "--runs-per-day", "5"], "must be at most 3,650"),
         (["runs", "--status", "done"], "invalid choice: 'done'"),
         (["runs", "--format", "xml"], "invalid choice: 'xml'"),
         (["cancel", "999"], "No run #999"),
@@ -405,3 +408,15 @@ def _wait_for_offset(engine: sa.Engine, process: subprocess.Popen[bytes], offset
                 return get_run(session=session, run_id=run.id or 0)
         time.sleep(0.05)
     raise AssertionError(f"the run never reached offset {offset}")
+
+
+def test_worker_process_finishes_its_run_on_sigterm_then_stops(engine: sa.Engine) -> None:
+    cli("run", "demo", "--detach", "-p", "total=1500", "-p", "batch_size=50", "-p", "delay_ms=20")
+    worker = cli_process("worker")
+    _wait_for_offset(engine, worker, 100)
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=300)
+    assert worker.returncode == 0, err
+    assert b"Stopping after the current run" in err and b"Traceback" not in err
+    [run] = runs(engine)
+    assert run.status == RunStatus.FINISHED and run.offset == 1500
