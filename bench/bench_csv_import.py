@@ -7,8 +7,9 @@ the csv_import job through the Runner, bookkeeping on, into a fresh database. Ba
 equivalent fresh table (same columns, types and primary key):
 - SQLite: one plain `sqlite3` executemany of the parsed rows;
 - PostgreSQL: one psycopg `cursor.copy` (COPY FROM STDIN) of the parsed rows.
-Each baseline is timed twice: the load alone (rows parsed beforehand, the issue's baseline, goal:
-ratio <= 1.5) and reading + parsing + loading (what a hand-written import script costs).
+Each baseline is timed twice: the load alone (rows parsed beforehand, untimed: the issue's literal
+baseline) and reading + parsing + loading (what a hand-written import script costs, the same work
+the job does minus its checks, batching and bookkeeping). Goal: ratio <= 1.5.
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def main() -> None:
             rate = args.size / best["job"]
             name = f"csv_import {backend} ({rate:,.0f} rows/s)"
             report(name, best["job"], best["load"], f"{plain} of parsed rows", GOAL)
-            report(name, best["job"], best["parse_load"], f"parse + {plain}")
+            report(name, best["job"], best["parse_load"], f"parse + {plain}", GOAL)
 
 
 if __name__ == "__main__":

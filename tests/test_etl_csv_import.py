@@ -10,8 +10,17 @@ import pytest
 import sqlalchemy as sa
 
 from db.models import Run, RunStatus, UTCDateTime
-from db.queries import create_run, get_run, list_rejects, read_session, resume_run, write_session
+from db.queries import (
+    count_runs,
+    create_run,
+    get_run,
+    list_rejects,
+    read_session,
+    resume_run,
+    write_session,
+)
 from db.settings import Settings
+from etl.cli import main
 from etl.jobs import JobError, RunContext
 from etl.jobs.csv_import import CsvImportJob
 from etl.runner import Runner
@@ -368,6 +377,35 @@ def test_resume_from_a_failed_runs_offset_loads_each_record_once(
     assert rejects(engine, run.id) == [
         ("b.csv", 6, "duplicate key id=11: an earlier line has it", "11,b11 again,4")
     ]
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_run_imports_and_a_bad_file_exits_1(
+    engine: sa.Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = write(tmp_path, "good.csv", HEADER + "1,Ada,1\n2,Bob,x\n")
+    params = ["-p", "table=people", "-p", "key=id", "-p", "types=id:int,score:float"]
+    assert main(["run", "csv_import", "-p", f"path={good}", *params]) == 0
+    assert rows(engine) == [(1, "Ada", 1.0)]
+    bad = write(tmp_path, "bad.csv", "name\nAda\n")
+    assert main(["run", "csv_import", "-p", f"path={bad}", "-p", "types={}", *params[:4]]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: the header lacks the key column(s) 'id' (it has 'name')." in err
+    assert "Traceback" not in err
+
+
+def test_cli_refuses_bad_parameters_before_any_run(
+    engine: sa.Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["run", "csv_import", "-p", f"path={tmp_path}/none.csv", "-p", "table=t", "-p", "key=id"]
+    )
+    assert code == 2
+    assert "No file matches path" in capsys.readouterr().err
+    with read_session(engine) as session:
+        assert count_runs(session=session) == 0
 
 
 # ---------------------------------------------------------------- parameters

@@ -59,8 +59,8 @@ def _table_param(value: Any) -> str:
 
 
 def _key_param(value: Any) -> list[str]:
-    if value is None or isinstance(value, str):
-        value = (value or "").split(",")
+    if value is None or isinstance(value, str | int):  # `-p key=1` arrives as a number
+        value = str(value or "").split(",")
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise JobError("Parameter 'key' must name one or more columns, such as id or a,b.")
     key = [name.strip() for name in value if name.strip()]
