@@ -304,3 +304,23 @@ def test_unreachable_database_shows_a_banner(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         get_settings.cache_clear()
     assert "cannot be reached" in "\n".join(e.value for e in at.error)
+
+
+def test_export_equals_runwatch_runs_with_the_same_filters(
+    seeded: list[int], engine: sa.Engine, tmp_path: Path
+) -> None:
+    from etl.cli import main
+
+    first, last = (utcnow() - timedelta(days=2)).date(), utcnow().date()
+    path = tmp_path / "cli.csv"
+    argv = ["runs", "--status", "failed", "--job", "demo", "--sort", "records", "--asc"]
+    argv += ["--since", first.isoformat(), "--until", last.isoformat()]
+    assert main([*argv, "--format", "csv", "--output", str(path)]) == 0
+    query = {"status": "failed", "job": "demo", "sort": "records", "dir": "asc"}
+    view, warnings = parse_view(
+        {**query, "from": first.isoformat(), "to": last.isoformat()}, jobs=["demo"]
+    )
+    assert warnings == []
+    ours = export_file(engine, "csv", view.filters(), view.sort, "ana")()
+    assert ours == path.read_bytes()
+    assert len(ours.decode().splitlines()) == 1 + 2
