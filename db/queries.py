@@ -633,6 +633,21 @@ def iter_runs(
         session.expunge(run)
 
 
+def iter_run_rows(
+    *,
+    session: Session,
+    columns: Sequence[Any],
+    filters: RunFilters | None = None,
+    sort: RunSort | None = None,
+    chunk: int = 2000,
+) -> Iterator[sa.Row[Any]]:
+    """Some columns of every run the filters select, in order, streamed as plain rows (no ORM objects)."""
+    filters, sort = filters or RunFilters(), sort or RunSort()
+    dialect = session.get_bind().dialect.name
+    query = sa.select(*columns).where(filter_clause(filters)).order_by(*_order_by(sort, dialect))
+    yield from session.execute(query.execution_options(yield_per=chunk))
+
+
 # ---------------------------------------------------------------- live overview
 
 HISTORY_RUNS = 50  # past successful runs an ETA learns from

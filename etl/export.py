@@ -17,7 +17,14 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from db.models import Run, RunRecord
-from db.queries import RunFilters, RunSort, iter_runs, read_session, record_audit, write_session
+from db.queries import (
+    RunFilters,
+    RunSort,
+    iter_run_rows,
+    read_session,
+    record_audit,
+    write_session,
+)
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
@@ -36,15 +43,56 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="microseconds") if value else None
 
 
-def record_values(run: Run) -> dict[str, Any]:
-    """The run's public record as plain JSON values: ISO-8601 UTC times, durations to the ms."""
-    record = RunRecord.from_run(run).model_dump()
-    record["start_date"] = _iso(run.started_at)
-    record["end_date"] = _iso(run.ended_at)
-    record["created_at"] = _iso(run.created_at)
-    if record["duration"] is not None:
-        record["duration"] = round(record["duration"], 3)
-    return record
+# The run columns an export reads: a plain-row select of these is several times faster than ORM
+# objects validated into RunRecord, and `record_values` turns either into the same values.
+COLUMNS = (
+    Run.id,
+    Run.job,
+    Run.status,
+    Run.trigger,
+    Run.triggered_by,
+    Run.started_at,
+    Run.ended_at,
+    Run.total_records,
+    Run.offset,
+    Run.records_loaded,
+    Run.records_rejected,
+    Run.counters,
+    Run.current_step,
+    Run.error_type,
+    Run.error_message,
+    Run.created_at,
+    Run.resumed_from,
+)
+
+
+def record_values(run: Run | sa.Row[Any]) -> dict[str, Any]:
+    """The run's public record (RunRecord's fields, in order) as plain JSON values.
+
+    Times are ISO-8601 UTC, durations in seconds to the ms. `run` is a Run or a row of COLUMNS.
+    """
+    started, ended = run.started_at, run.ended_at
+    duration = (ended - started).total_seconds() if ended and started else None
+    return {
+        "id": run.id,
+        "job": run.job,
+        "status": run.status,
+        "trigger": run.trigger,
+        "triggered_by": run.triggered_by,
+        "start_date": _iso(started),
+        "end_date": _iso(ended),
+        "duration": None if duration is None else round(duration, 3),
+        "total_records": run.total_records,
+        "offset": run.offset,
+        "records_loaded": run.records_loaded,
+        "records_rejected": run.records_rejected,
+        "counters": dict(run.counters or {}),
+        "current_step": run.current_step,
+        "error_type": run.error_type,
+        "error_message": run.error_message,
+        "created_at": _iso(run.created_at),
+        "resumed_from": run.resumed_from,
+    }
 
 
 def _csv_cell(value: Any) -> str:
@@ -57,7 +105,7 @@ def _csv_cell(value: Any) -> str:
     return str(value)
 
 
-def csv_chunks(runs: Iterable[Run]) -> Iterator[str]:
+def csv_chunks(runs: Iterable[Run | sa.Row[Any]]) -> Iterator[str]:
     """The runs as CSV text (header first), a chunk per thousand rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -72,7 +120,7 @@ def csv_chunks(runs: Iterable[Run]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def json_chunks(runs: Iterable[Run]) -> Iterator[str]:
+def json_chunks(runs: Iterable[Run | sa.Row[Any]]) -> Iterator[str]:
     """The runs as a JSON array, one record per line, a chunk per thousand rows."""
     parts, empty = ["["], True
     for run in runs:
@@ -104,7 +152,7 @@ def stream_export(
     filters, sort = filters or RunFilters(), sort or RunSort()
     digest, rows = hashlib.sha256(), 0
 
-    def counted(runs: Iterator[Run]) -> Iterator[Run]:
+    def counted(runs: Iterator[sa.Row[Any]]) -> Iterator[sa.Row[Any]]:
         nonlocal rows
         for run in runs:
             rows += 1
@@ -112,7 +160,8 @@ def stream_export(
 
     chunks = csv_chunks if fmt == "csv" else json_chunks
     with read_session(engine) as session:
-        for text in chunks(counted(iter_runs(session=session, filters=filters, sort=sort))):
+        rows_in_order = iter_run_rows(session=session, columns=COLUMNS, filters=filters, sort=sort)
+        for text in chunks(counted(rows_in_order)):
             data = text.encode("utf-8")
             digest.update(data)
             yield data
