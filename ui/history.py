@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -75,10 +76,12 @@ def table_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
 
 def runs_table(runs: Sequence[Run]) -> int | None:
     """Draw the page of runs; return the id of the row the user selected, if any."""
+    # A key per set of rows: a selection made on other rows must not pick a run of these.
+    shown = hashlib.sha1(",".join(str(run.id) for run in runs).encode()).hexdigest()[:10]
     event: Any = st.dataframe(
         table_rows(runs),
         hide_index=True,
-        key="history_table",
+        key=f"history_table_{shown}",
         on_select="rerun",
         selection_mode="single-row",
         width="stretch",
