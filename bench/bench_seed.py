@@ -9,6 +9,7 @@ ratio, with the rows per second written.
 from __future__ import annotations
 
 import argparse
+import time
 
 from bench import DEFAULT_POSTGRES_URL, backends, report, temp_database, timed
 from etl.seed import seed_history
@@ -17,15 +18,19 @@ BUDGET_S = 120.0
 GOAL = 0.5  # "well under" the budget
 
 
-def seed_seconds(backend: str, postgres_url: str, size: int, events: int) -> tuple[int, float]:
-    """Runs seeded and seconds taken, into a fresh database."""
+def seed_seconds(
+    backend: str, postgres_url: str, size: int, events: int
+) -> tuple[int, float, float]:
+    """Runs seeded, wall-clock seconds and this process's CPU seconds, into a fresh database."""
     days = max(1, min(365, size // 500))
     with temp_database(backend, postgres_url) as engine:
-        return timed(
+        cpu = time.process_time()
+        runs, seconds = timed(
             lambda: seed_history(
                 engine, days=days, runs_per_day=max(1, size // days), events_per_run=events, seed=1
             )
         )
+        return runs, seconds, time.process_time() - cpu
 
 
 def main() -> None:
@@ -37,10 +42,19 @@ def main() -> None:
     args = parser.parse_args()
     print(f"seed-history: {args.size:,} runs x {args.events_per_run} events")
     for backend in backends(args.backend):
-        runs, seconds = seed_seconds(backend, args.postgres_url, args.size, args.events_per_run)
+        runs, seconds, cpu = seed_seconds(
+            backend, args.postgres_url, args.size, args.events_per_run
+        )
         rows = runs * (1 + args.events_per_run)
-        name = f"seed {backend} {runs:,} runs ({rows / seconds:,.0f} rows/s)"
-        report(name, seconds, BUDGET_S, "budget", GOAL)
+        report(
+            f"seed {backend} {runs:,} runs ({rows / seconds:,.0f} rows/s)",
+            seconds,
+            BUDGET_S,
+            "budget",
+            GOAL,
+        )
+        # CPU time shrugs off other processes on a shared machine (the database server's is not in it).
+        report(f"seed {backend} CPU of this process", cpu, BUDGET_S, "budget", GOAL)
 
 
 if __name__ == "__main__":
