@@ -214,11 +214,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=250, help="days the history spans")
     parser.add_argument("--repeat", type=int, default=15, help="timed calls per figure (median)")
     parser.add_argument(
-        "--backends", "--backend", default="sqlite,postgres", help="comma-separated"
+        "--backends",
+        "--backend",
+        default="both",
+        help="sqlite, postgres, or both (comma-separated)",
     )
+    parser.add_argument("--postgres-url", help="server to create the PostgreSQL database on")
     parser.add_argument("--no-apptest", action="store_true", help="skip the AppTest reruns")
     args = parser.parse_args(argv)
-    for backend in args.backends.split(","):
+    if args.postgres_url:
+        global POSTGRES_URL
+        POSTGRES_URL = args.postgres_url
+    backends = "sqlite,postgres" if args.backends == "both" else args.backends
+    for backend in backends.split(","):
         print(f"\n{backend}: {args.runs:,} runs, {args.runs * args.events_per_run:,} events")
         with tempfile.TemporaryDirectory() as folder, database(backend, Path(folder)) as url:
             engine = seed(url, args.runs, args.days, args.events_per_run)
