@@ -21,8 +21,11 @@ $(VENV)/.test: $(VENV)/.app
 init-db: $(VENV)/.app
 	$(VENV)/bin/runwatch init-db
 
+# serve-api runs its own worker here: the app's starts only with the first browser session, and runs
+# triggered over the API must not wait for one (any number of workers can share the database)
 run: init-db
 	@echo "Runwatch app: http://localhost:$(PORT)   API: http://127.0.0.1:$(API_PORT)/docs"
+	RUNWATCH_API_WORKER_ENABLED=$${RUNWATCH_API_WORKER_ENABLED:-true} \
 	$(VENV)/bin/runwatch serve-api --port $(API_PORT) & api=$$!; \
 	trap 'kill $$api 2>/dev/null' EXIT; \
 	$(VENV)/bin/streamlit run Home.py --server.port $(PORT)
@@ -31,6 +34,7 @@ worker: init-db
 	$(VENV)/bin/runwatch worker
 
 api: init-db
+	RUNWATCH_API_WORKER_ENABLED=$${RUNWATCH_API_WORKER_ENABLED:-true} \
 	$(VENV)/bin/runwatch serve-api --port $(API_PORT)
 
 test: lint
