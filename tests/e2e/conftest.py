@@ -167,5 +167,6 @@ def wait_for_app(page: Any) -> None:
     """Wait until Streamlit has finished running the page script."""
     page.wait_for_selector('[data-testid="stApp"]')
     page.wait_for_function(
-        '() => !document.querySelector(\'[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]\')'
+        # both running icons (the plain one and the "running man" variant) mean a rerun is under way
+        "() => !document.querySelector('[data-testid^=\"stStatusWidgetRunning\"]')"
     )
