@@ -15,6 +15,7 @@ from sqlmodel import Session
 from db.models import RunStatus, Trigger
 from db.queries import (
     SORT_KEYS,
+    InvalidState,
     RunFilters,
     RunSort,
     count_runs,
@@ -173,6 +174,8 @@ def _validated(
 ) -> tuple[dict[str, Any], int | None]:
     """The caller's params checked by the job class (JobError → 422), and the run's estimated total."""
     job = get_job(session=session, name=name)
+    if not job.enabled:
+        raise InvalidState(f"Job '{name}' is disabled; enable it on the Jobs page first.")
     _check_params(params)
     try:
         instance = job_class(job.kind)(RunContext(run_id=0, job=name), {**job.params, **params})

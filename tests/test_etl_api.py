@@ -20,6 +20,7 @@ from db.queries import (
     RunFilters,
     RunSort,
     append_event,
+    get_job,
     get_run,
     iter_run_rows,
     iter_runs,
@@ -174,6 +175,14 @@ def test_trigger_of_an_active_job_is_409_naming_the_run(client: httpx.Client) ->
     assert response.status_code == 409
     assert response.json()["run_id"] == first
     assert f"#{first}" in response.json()["detail"]
+
+
+def test_trigger_of_a_disabled_job_is_409(client: httpx.Client, engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        get_job(session=session, name="demo").enabled = False
+    response = client.post("/api/etl/trigger", json={"job": "demo"})
+    assert response.status_code == 409
+    assert "disabled" in response.json()["detail"]
 
 
 def test_trigger_of_an_unknown_job_is_404(client: httpx.Client) -> None:
