@@ -15,8 +15,8 @@ from tests.e2e.conftest import AppServer, screenshot
 
 pytestmark = pytest.mark.e2e
 
-# 30 batches of 100 with 400 ms each: about 12 s, so several 2 s refreshes see it move
-SMALL_RUN = '{"total": 3000, "batch_size": 100, "delay_ms": 400, "seed": 42}'
+# 40 batches of 100 with 400 ms each: about 16 s, so several 2 s refreshes see it move
+SMALL_RUN = '{"total": 4000, "batch_size": 100, "delay_ms": 400, "seed": 42}'
 PERCENT = re.compile(r"(\d+)%")
 
 
