@@ -50,6 +50,7 @@ PG_POLL_S = 2.0  # PostgreSQL: safety-net poll between notifications
 READER_IDLE_S = 5.0  # the reader stops after this long without clients
 QUEUE_LIMIT = 10_000  # events queued for one client before it is dropped as too slow
 PAGE = 500  # events per database read (reader and catch-up)
+MAX_ID = 2**63 - 1  # ids are 64-bit integers in the database
 
 router = APIRouter(tags=["live feed"])
 
@@ -123,20 +124,34 @@ def _bad(name: str, message: str, where: str = "query") -> RequestValidationErro
     return RequestValidationError([{"loc": (where, name), "msg": message, "type": "value_error"}])
 
 
+def _event_id(text: str) -> int | None:
+    """`text` as an id (ASCII digits, within a 64-bit integer), else None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_ID:
+        return None
+    return int(text)
+
+
+def _job_name(text: str) -> bool:
+    return 0 < len(text) <= 100 and text.isprintable()
+
+
 def parse_filter(
     job: str | None, run: int | None, min_level: str | None, channels: str | None
 ) -> FeedFilter:
     """The filter of the query parameters; a RequestValidationError (422) names a bad one."""
+    if job and not _job_name(job):
+        raise _bad("job", "must be a job name (1 to 100 printable characters)")
     jobs = {job} if job else set()
     runs = {run} if run is not None else set()
     for channel in (part.strip() for part in (channels or "").split(",")):
         if not channel:
             continue
         kind, _, value = channel.partition(":")
-        if kind == "job" and value:
+        if kind == "job" and _job_name(value):
             jobs.add(value)
-        elif kind == "run" and value.isdigit():
-            runs.add(int(value))
+        elif kind == "run" and (run_id := _event_id(value)):
+            runs.add(run_id)
         else:
             raise _bad("channels", f"'{channel}' is not a channel: use job:<name> or run:<id>")
     level = min_level.upper() if min_level else None
@@ -149,9 +164,10 @@ def parse_last_event_id(header: str | None, query: int | None) -> int | None:
     """The id to resume after: the Last-Event-ID header (newer, sent on reconnect) or the query."""
     if header is None or not header.strip():
         return query
-    if not header.strip().isdigit():
+    since = _event_id(header)
+    if since is None:
         raise _bad("Last-Event-ID", "must be a whole number (an event id)", where="header")
-    return int(header.strip())
+    return since
 
 
 # ---------------------------------------------------------------- one client
@@ -496,7 +512,9 @@ def _engine(request: Request) -> sa.Engine:
 async def realtime(
     request: Request,
     job: Annotated[str | None, Query(description="Only this job's events.")] = None,
-    run: Annotated[int | None, Query(ge=1, description="Only this run's events.")] = None,
+    run: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only this run's events.")
+    ] = None,
     min_level: Annotated[
         str | None, Query(description="Least level of log lines: DEBUG, INFO, WARNING, ERROR.")
     ] = None,
@@ -505,7 +523,9 @@ async def realtime(
     ] = None,
     last_event_id: Annotated[
         int | None,
-        Query(ge=0, description="Resume after this event id (for clients without headers)."),
+        Query(
+            ge=0, le=MAX_ID, description="Resume after this event id (for clients without headers)."
+        ),
     ] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> FeedResponse:

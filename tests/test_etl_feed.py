@@ -222,8 +222,12 @@ def test_stream_starts_with_a_retry_hint_and_keeps_alive(
         ("channels=job:demo,host:x", {}, "channels"),
         ("min_level=LOUD", {}, "min_level"),
         ("run=abc", {}, "run"),
+        ("run=99999999999999999999", {}, "run"),
+        ("channels=run:%C2%B2", {}, "channels"),
+        ("job=%00", {}, "job"),
         ("last_event_id=-1", {}, "last_event_id"),
         ("", {"Last-Event-ID": "abc"}, "Last-Event-ID"),
+        ("", {"Last-Event-ID": "99999999999999999999"}, "Last-Event-ID"),
     ],
 )
 def test_bad_parameters_get_422_naming_them(
