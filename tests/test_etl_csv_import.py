@@ -22,6 +22,7 @@ from db.queries import (
 from db.settings import Settings
 from etl.cli import main
 from etl.jobs import JobError, RunContext
+from etl.jobs.csv_files import count_plain_lines
 from etl.jobs.csv_import import CsvImportJob
 from etl.runner import Runner
 
@@ -435,3 +436,24 @@ def test_bad_parameters_are_refused_with_a_message(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(JobError, match=message):
         CsvImportJob(RunContext(run_id=1, job="csv_import"), params)
+
+
+@pytest.mark.parametrize(
+    ("content", "records"),
+    [
+        (b"", 0),
+        (b"id\n", 0),
+        (b"id\n1\n2\n", 2),
+        (b"id\n1\n2", 2),  # no line end after the last record
+        (b"id\r\n1\r\n2\r\n", 2),
+        (b"id\n1\n\n2\n", None),  # a blank line is no record: parse instead
+        (b'id\n"1\n2"\n', None),  # quotes may hold line breaks: parse instead
+        (b"id\r1\r2\r", None),  # lone CRs end lines too: parse instead
+    ],
+)
+def test_record_count_by_line_ends_only_where_lines_are_records(
+    content: bytes, records: int | None, tmp_path: Path
+) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    assert count_plain_lines(str(path)) == records
