@@ -4,7 +4,7 @@ import streamlit as st
 
 from db.models import utcnow
 from db.queries import list_jobs, read_session
-from etl.stats import CUSTOM, RANGE_CHOICES, load_statistics
+from etl.stats import CUSTOM, POINT_LIMIT, RANGE_CHOICES, load_statistics
 from ui import app, charts, statistics
 
 st.set_page_config(page_title="Statistics · Runwatch", page_icon="⏱", layout="wide")
@@ -40,6 +40,8 @@ with app.database_guard():
     top_left.altair_chart(
         charts.duration_chart(stats.points, stats.summary.durations), width="stretch"
     )
+    if len(stats.points) >= POINT_LIMIT:
+        top_left.caption(f"The newest {POINT_LIMIT:,} runs are drawn; the cards count every run.")
     top_right.markdown("**Success rate per day**")
     top_right.altair_chart(charts.success_chart(stats.days), width="stretch")
     low_left, low_right = st.columns(2)
