@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from db.engine import get_engine
-from db.models import RunStatus
+from db.models import RunStatus, utcnow
 from db.queries import create_run, get_run, read_session, write_session
 from tests.e2e.conftest import AppServer, screenshot
+from tests.factories import make_run
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +50,24 @@ def start_small_run(page: Any) -> None:
     page.get_by_text("is queued and starts shortly").wait_for()
 
 
+def seed_history(database_url: str) -> None:
+    """Two earlier successful demo runs (4,000 records in 16 and 20 s), so the ETA has a range."""
+    with write_session(get_engine(database_url)) as session:
+        for minutes, seconds in ((30, 16), (20, 20)):
+            started = utcnow() - timedelta(minutes=minutes)
+            make_run(
+                session,
+                started_at=started,
+                ended_at=started + timedelta(seconds=seconds),
+                total_records=4000,
+                offset=4000,
+                records_loaded=4000,
+                counters={"subjects_processed": 4000, "categories_processed": 80},
+            )
+
+
 def test_run_now_progress_finish_and_toast(app_server: AppServer, page: Any) -> None:
+    seed_history(app_server.database_url)
     page.goto(app_server.url)
     page.get_by_text("Demo catalogue").wait_for()
     screenshot(page, "home-idle")
@@ -65,6 +84,10 @@ def test_run_now_progress_finish_and_toast(app_server: AppServer, page: Any) -> 
 
     poll(moved_twice)
     assert seen == sorted(seen) and len(set(seen)) >= 3
+    assert (
+        "unknown"
+        not in page.locator('[data-testid="stMetric"]').filter(has_text="ETA").inner_text()
+    )
     page.locator('[data-testid="stToast"]').filter(has_text="finished").wait_for(timeout=90_000)
     page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Finished").first.wait_for()
     screenshot(page, "home-finished")
