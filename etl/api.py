@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse
 from db.engine import get_engine
 from db.queries import ActiveRunExists, InvalidState, NotFound, RunwatchError
 from db.settings import Settings, get_settings
-from etl.api_routes import BadParameter, router
+from etl.api_params import BadParameter
+from etl.api_routes import router
 from etl.api_status import ProcessMeter
 from etl.jobs import JobError
 from etl.worker import BackgroundWorker

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlmodel import Session
 
 from db.models import RunStatus, Trigger
 from db.queries import (
-    SORT_KEYS,
     InvalidState,
     RunFilters,
     RunSort,
@@ -45,24 +43,16 @@ from etl.api_models import (
     TriggerRequest,
     TriggerResponse,
 )
+from etl.api_params import Filters, RunId, Sort, check_params
 from etl.api_status import estimated_duration, etl_status
 from etl.export import MEDIA_TYPES, Format, stream_export
 from etl.jobs import JobError, RunContext, job_class
 
 router = APIRouter()
-RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Id of the run.")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such run or job."},
     409: {"model": ErrorBody, "description": "The job or run is not in a state that allows it."},
 }
-
-
-class BadParameter(ValueError):
-    """A request parameter that is well-typed but not acceptable; answered with 422."""
-
-    def __init__(self, name: str, message: str, where: str = "query") -> None:
-        self.name, self.where = name, where
-        super().__init__(message)
 
 
 def engine_of(request: Request) -> sa.Engine:
@@ -74,67 +64,6 @@ def engine_of(request: Request) -> sa.Engine:
 def actor_of(request: Request) -> str:
     """Who made the request, for audit records (no login yet: the client's address)."""
     return f"api:{request.client.host}" if request.client else "api"
-
-
-def _utc(name: str, value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError:
-        raise BadParameter(name, f"'{name}' is outside the supported date range.") from None
-
-
-def _is_bare_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _until(request: Request, value: datetime | None) -> datetime | None:
-    """`until` in UTC; a bare date includes that whole day, as in `runwatch runs --until`."""
-    end = _utc("until", value)
-    if end is not None and _is_bare_date(request.query_params.get("until", "")):
-        try:
-            end += timedelta(days=1)
-        except OverflowError:
-            raise BadParameter("until", "'until' is outside the supported date range.") from None
-    return end
-
-
-def run_filters(
-    request: Request,
-    status: Annotated[list[RunStatus] | None, Query(description="Repeat for several.")] = None,
-    job: Annotated[list[JobName] | None, Query(description="Repeat for several.")] = None,
-    trigger: Annotated[list[Trigger] | None, Query(description="Repeat for several.")] = None,
-    since: Annotated[
-        datetime | None, Query(description="Created at or after (UTC if naive).")
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        Query(description="Created before (UTC if naive; a bare date includes that day)."),
-    ] = None,
-    error_text: Annotated[str, Query(max_length=200, pattern=r"^[^\x00]*$")] = "",
-) -> RunFilters:
-    """The history filters shared by /api/etl/logs and the exports."""
-    start, end = _utc("since", since), _until(request, until)
-    if start and end and start > end:
-        raise BadParameter("until", "'until' must not be before 'since'.")
-    return RunFilters(
-        statuses=tuple(status or ()),
-        jobs=tuple(job or ()),
-        triggers=tuple(trigger or ()),
-        since=start,
-        until=end,
-        error_text=error_text,
-    )
-
-
-Filters = Annotated[RunFilters, Depends(run_filters)]
-SortKey = Literal["created_at", "duration", "status", "records"]
-assert set(SortKey.__args__) == set(SORT_KEYS)  # type: ignore[attr-defined]
 
 
 @router.get("/api/etl/status", response_model=EtlStatus, responses=ERRORS)
@@ -176,7 +105,7 @@ def _validated(
     job = get_job(session=session, name=name)
     if not job.enabled:
         raise InvalidState(f"Job '{name}' is disabled; enable it on the Jobs page first.")
-    _check_params(params)
+    check_params(params)
     try:
         instance = job_class(job.kind)(RunContext(run_id=0, job=name), {**job.params, **params})
         return params, instance.estimate_total(instance.params)
@@ -186,26 +115,6 @@ def _validated(
         Exception
     ) as error:  # a job's validate() that trips over odd input still means bad params
         raise JobError(f"Invalid params for job '{name}': {error}") from None
-
-
-def _check_params(params: dict[str, Any]) -> None:
-    """BadParameter naming the first parameter the database could not store (NUL, NaN, infinity)."""
-    for name, value in params.items():
-        if not _storable(name) or not _storable(value):
-            message = f"Parameter '{name}' holds a NUL character or a non-finite number."
-            raise BadParameter("params", message, "body")
-
-
-def _storable(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" not in value
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    return True
 
 
 def _wake(request: Request) -> None:
@@ -323,15 +232,6 @@ def _export(request: Request, fmt: Format, filters: RunFilters, sort: RunSort) -
     return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
-def run_sort(
-    sort: Annotated[SortKey, Query(description="Order of the rows.")] = "created_at",
-    order: Annotated[Literal["desc", "asc"], Query()] = "desc",
-) -> RunSort:
-    """The export's order (newest or largest first by default)."""
-    return RunSort(key=sort, descending=order == "desc")
-
-
-Sort = Annotated[RunSort, Depends(run_sort)]
 EXPORT_DOC = (
     "The whole filtered history, streamed; byte-identical to the app and CLI exports, audited."
 )
