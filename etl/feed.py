@@ -243,6 +243,7 @@ class FeedHub:
         self.reader_queries = 0  # database queries of the reader (independent of client count)
         self.catchup_queries = 0  # queries of clients catching up from Last-Event-ID
         self.dropped = 0
+        self.failing = False  # the last poll failed (the database is unreachable)
 
     # ------------------------------------------------ clients
 
@@ -319,6 +320,8 @@ class FeedHub:
             while not stop.is_set():
                 self._poll_safely()
                 with self.lock:
+                    # a server stopped without ending its streams leaves clients on a closed loop
+                    self.subscribers = {s for s in self.subscribers if not s.loop.is_closed()}
                     if self.subscribers:
                         idle_since = None
                     elif idle_since is None:
@@ -340,7 +343,11 @@ class FeedHub:
         try:
             self._poll()
         except sa.exc.SQLAlchemyError as error:
-            log.warning("live feed: reading events failed, retrying: %s", error)
+            if not self.failing:  # once per outage, not every poll
+                log.warning("live feed: reading events failed, retrying: %s", error)
+            self.failing = True
+        else:
+            self.failing = False
 
     def _poll(self) -> None:
         """Read every event after the cursor, page by page, and hand it to the clients."""
@@ -391,7 +398,8 @@ class FeedHub:
             conn.execute(f"LISTEN {EVENT_CHANNEL}")
             return conn
         except psycopg.Error as error:
-            log.warning("live feed: cannot LISTEN, polling instead: %s", error)
+            if not self.failing:
+                log.warning("live feed: cannot LISTEN, polling instead: %s", error)
             return None
 
     def _wait(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -310,3 +311,17 @@ def test_close_streams_ends_every_stream_and_a_new_client_starts_over(
         append_event(session=session, run_id=make_run(session).id, message="after the close")
     assert json.loads(after.take(1)[0].data)["message"] == "after the close"
     after.close()
+
+
+def test_clients_of_a_stopped_server_are_forgotten(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(etl.feed, "READER_IDLE_S", 0.2)
+    hub = etl.feed.FeedHub(engine)
+    loop = asyncio.new_event_loop()
+    hub.register(etl.feed.Subscriber(hub=hub, loop=loop, filter=etl.feed.FeedFilter()))
+    loop.close()  # its server stopped without ending the stream
+    deadline = time.monotonic() + WAIT_S
+    while hub.stats()["reader_running"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert hub.stats()["subscribers"] == 0 and hub.stats()["reader_running"] is False
