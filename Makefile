@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.t
 PORT ?= 8501
 API_PORT ?= 8000
 
-.PHONY: run test lint format typecheck bench init-db worker api clean
+.PHONY: run test screenshots lint format typecheck bench init-db worker api clean
 
 $(VENV)/.app: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: lint
 	@bash scripts/ensure-postgres
 	@bash scripts/ensure-browser
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+screenshots: $(VENV)/.test
+	@bash scripts/ensure-browser
+	RUNWATCH_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(VENV)/bin/python -m pytest -q tests/e2e
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check .
