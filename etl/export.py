@@ -95,14 +95,30 @@ def record_values(run: Run | sa.Row[Any]) -> dict[str, Any]:
     }
 
 
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if isinstance(value, str):
-        return neutralise(value)
-    return str(value)
+# Where each kind of cell sits in a CSV row: the counters are written as compact sorted JSON and
+# text cells are neutralised; None, numbers and floats are left to the csv module (None -> "").
+_COUNTERS = FIELDS.index("counters")
+_TEXT_CELLS = tuple(
+    FIELDS.index(name)
+    for name in (
+        "job",
+        "status",
+        "trigger",
+        "triggered_by",
+        "current_step",
+        "error_type",
+        "error_message",
+    )
+)
+
+
+def _csv_row(run: Run | sa.Row[Any]) -> list[Any]:
+    row = list(record_values(run).values())
+    row[_COUNTERS] = json.dumps(row[_COUNTERS], sort_keys=True, separators=(",", ":"))
+    for index in _TEXT_CELLS:
+        if row[index]:
+            row[index] = neutralise(row[index])
+    return row
 
 
 def csv_chunks(runs: Iterable[Run | sa.Row[Any]]) -> Iterator[str]:
@@ -111,8 +127,7 @@ def csv_chunks(runs: Iterable[Run | sa.Row[Any]]) -> Iterator[str]:
     writer = csv.writer(buffer)
     writer.writerow(FIELDS)
     for count, run in enumerate(runs, start=1):
-        values = record_values(run)
-        writer.writerow([_csv_cell(values[name]) for name in FIELDS])
+        writer.writerow(_csv_row(run))
         if count % _CHUNK_ROWS == 0:
             yield buffer.getvalue()
             buffer.seek(0)
