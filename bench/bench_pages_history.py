@@ -17,27 +17,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from bench import DEFAULT_POSTGRES_URL, temp_database
+from bench.floor import rerun_ms, row, seed, with_floor
 from db.engine import dispose_engines
 from db.models import utcnow
 from db.queries import RunFilters, RunSort, list_runs, read_session
 from db.settings import get_settings
 from etl.export import stream_export
-from etl.seed import seed_history
 from etl.stats import load_statistics, preset_scope
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,109 +41,10 @@ HISTORY_CASES = {
 }
 
 
-# ---------------------------------------------------------------- timing
-
-
-def best_ms(action: Callable[[], Any], repeat: int) -> float:
-    """The median of `repeat` timed calls after one warm-up, in milliseconds."""
-    action()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def row(name: str, value: float, baseline: float, unit: str = "ms", goal: str = "") -> None:
-    """One figure beside its baseline, with the ratio."""
-    ratio = value / baseline if baseline else float("inf")
-    print(
-        f"  {name:<44} {value:>10.2f} {unit:<6} floor {baseline:>10.2f} {unit:<6} x{ratio:5.2f} {goal}"
-    )
-
-
-# ---------------------------------------------------------------- the floor: same SQL, bare driver
-
-
-def captured(engine: sa.Engine, action: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The SQL statements and parameters `action` sends to the driver."""
-    statements: list[tuple[str, Any]] = []
-
-    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "ROLLBACK", "COMMIT", "SELECT 1")):
-            statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", keep)
-    try:
-        action()
-    finally:
-        event.remove(engine, "before_cursor_execute", keep)
-    return statements
-
-
-@contextmanager
-def bare_connection(url: str) -> Iterator[Any]:
-    """A plain DBAPI connection to the same database (no SQLAlchemy)."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        import sqlite3
-
-        connection = sqlite3.connect(str(parsed.database))
-    else:
-        dsn = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = psycopg.connect(dsn)
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def replay(connection: Any, statements: list[tuple[str, Any]]) -> None:
-    """Run the captured statements and fetch every row, as the floor."""
-    cursor = connection.cursor()
-    for statement, parameters in statements:
-        cursor.execute(statement, parameters)
-        cursor.fetchall()
-    connection.rollback()
-
-
-def with_floor(
-    name: str, engine: sa.Engine, url: str, action: Callable[[], Any], repeat: int
-) -> float:
-    """Time `action` and the bare replay of its SQL; print both; return the action's ms."""
-    statements = captured(engine, action)
-    ours = best_ms(action, repeat)
-    with bare_connection(url) as connection:
-        floor = best_ms(lambda: replay(connection, statements), repeat)
-    goal = ""
-    if engine.dialect.name == "sqlite":
-        goal = "ok" if ours / floor <= 1.5 and ours < 50 else "GOAL MISSED (<=1.5x, <50 ms)"
-    row(name, ours, floor, goal=goal)
-    return ours
-
-
-# ---------------------------------------------------------------- databases
-
-
-def seed(engine: sa.Engine, runs: int, days: int, events_per_run: int) -> None:
-    """Seed `runs` runs over `days` days into the migrated `engine`; print how long it took."""
-    start = time.perf_counter()
-    count = seed_history(
-        engine, days=days, runs_per_day=max(1, runs // days), events_per_run=events_per_run
-    )
-    print(
-        f"  seeded {count:,} runs, {count * events_per_run:,} events in {time.perf_counter() - start:.1f} s"
-    )
-    with engine.connect() as connection:
-        connection.execute(sa.text("ANALYZE"))
-        connection.commit()
-
-
 # ---------------------------------------------------------------- measurements
 
 
-def bench_history(engine: sa.Engine, url: str, repeat: int) -> None:
+def bench_history(engine: sa.Engine, repeat: int) -> None:
     """One History page: filtered, sorted, page of 50 with the count."""
     with read_session(engine) as session:
         job = list_runs(session=session, page_size=1).runs[0].job
@@ -161,14 +56,14 @@ def bench_history(engine: sa.Engine, url: str, repeat: int) -> None:
             with read_session(engine) as session:
                 list_runs(session=session, filters=filters, sort=sort, page=1, page_size=50)
 
-        with_floor(f"History page ({name})", engine, url, page, repeat)
+        with_floor(f"History page ({name})", engine, page, repeat)
 
 
-def bench_statistics(engine: sa.Engine, url: str, repeat: int) -> None:
+def bench_statistics(engine: sa.Engine, repeat: int) -> None:
     """The Statistics aggregates for 90 days, all jobs."""
     scope = preset_scope("90 d", now=utcnow())
     with_floor(
-        "Statistics aggregates, 90 d", engine, url, lambda: load_statistics(engine, scope), repeat
+        "Statistics aggregates, 90 d", engine, lambda: load_statistics(engine, scope), repeat
     )
 
 
@@ -181,23 +76,15 @@ def bench_apptest(url: str, repeat: int) -> None:
     empty = ROOT / "bench" / "_empty_page.py"
     empty.write_text("import streamlit as st\n\nst.title('empty')\n")
     try:
-        baseline = _rerun_ms(AppTest.from_file(str(empty), default_timeout=120), repeat)
+        baseline = rerun_ms(AppTest.from_file(str(empty), default_timeout=120), repeat)
         history = AppTest.from_file(str(ROOT / "pages" / "1_History.py"), default_timeout=120)
         history.query_params["status"] = "failed"
-        row("AppTest rerun: History (failed)", _rerun_ms(history, repeat), baseline)
+        row("AppTest rerun: History (failed)", rerun_ms(history, repeat), baseline)
         stats = AppTest.from_file(str(ROOT / "pages" / "2_Statistics.py"), default_timeout=120)
         stats.session_state["statistics_range"] = "90 d"
-        row("AppTest rerun: Statistics (90 d)", _rerun_ms(stats, repeat), baseline)
+        row("AppTest rerun: Statistics (90 d)", rerun_ms(stats, repeat), baseline)
     finally:
         empty.unlink(missing_ok=True)
-
-
-def _rerun_ms(at: Any, repeat: int) -> float:
-    def rerun() -> None:
-        at.run()
-        assert not at.exception, at.exception
-
-    return best_ms(rerun, repeat)
 
 
 def bench_download(engine: sa.Engine, url: str) -> None:
@@ -214,7 +101,7 @@ def bench_download(engine: sa.Engine, url: str) -> None:
     streamed_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     floor, floor_rss = _sqlite3_csv(url)
-    row(f"Download CSV, {total:,} runs: rows/s", total / ours, total / floor, "rows/s")
+    row(f"Download CSV, {total:,} runs: rows/s", total / ours, total / floor, unit="rows/s")
     print(
         f"  {'':<44} {size / 1e6:>10.1f} MB written; sqlite3 -csv {floor:.2f} s vs ours {ours:.2f} s"
     )
@@ -263,8 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         with temp_database(backend, args.postgres_url) as engine:
             url = engine.url.render_as_string(hide_password=False)
             seed(engine, args.runs, args.days, args.events_per_run)
-            bench_history(engine, url, args.repeat)
-            bench_statistics(engine, url, args.repeat)
+            bench_history(engine, args.repeat)
+            bench_statistics(engine, args.repeat)
             if not args.no_apptest:
                 bench_apptest(url, max(3, args.repeat // 3))
             if backend == "sqlite":

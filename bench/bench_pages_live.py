@@ -15,102 +15,27 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy import event
 
+from bench.floor import rerun_ms, row, seed, with_floor
 from db.engine import dispose_engines, get_engine
 from db.migrate import init_db
 from db.queries import last_event_id, list_events, list_log_lines, live_overview, read_session
 from db.settings import get_settings
-from etl.seed import seed_history
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get(
     "RUNWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 PAGES = {"Home": "Home.py", "Logs": "pages/3_Logs.py", "Jobs": "pages/4_Jobs.py"}
-
-
-def best_ms(action: Callable[[], Any], repeat: int) -> float:
-    """The median of `repeat` timed calls after one warm-up, in milliseconds."""
-    action()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def row(name: str, value: float, baseline: float, goal: str = "") -> None:
-    """One figure beside its baseline, with the ratio."""
-    ratio = value / baseline if baseline else float("inf")
-    print(f"  {name:<46} {value:>9.2f} ms  floor {baseline:>9.2f} ms  x{ratio:5.2f} {goal}")
-
-
-def captured(engine: sa.Engine, action: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The SQL statements and parameters `action` sends to the driver."""
-    statements: list[tuple[str, Any]] = []
-
-    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if not statement.lstrip().upper().startswith(("BEGIN", "ROLLBACK", "COMMIT")):
-            statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", keep)
-    try:
-        action()
-    finally:
-        event.remove(engine, "before_cursor_execute", keep)
-    return statements
-
-
-@contextmanager
-def bare_connection(url: str) -> Iterator[Any]:
-    """A plain DBAPI connection to the same database (no SQLAlchemy)."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        import sqlite3
-
-        connection: Any = sqlite3.connect(str(parsed.database))
-    else:
-        connection = psycopg.connect(
-            parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-        )
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def replay(connection: Any, statements: list[tuple[str, Any]]) -> None:
-    """Run the captured statements and fetch every row: the floor."""
-    cursor = connection.cursor()
-    for statement, parameters in statements:
-        cursor.execute(statement, parameters)
-        cursor.fetchall()
-    connection.rollback()
-
-
-def with_floor(name: str, engine: sa.Engine, action: Callable[[], Any], repeat: int) -> None:
-    """Time `action` and the bare replay of its SQL, and print both."""
-    statements = captured(engine, action)
-    ours = best_ms(action, repeat)
-    with bare_connection(engine.url.render_as_string(hide_password=False)) as connection:
-        floor = best_ms(lambda: replay(connection, statements), repeat)
-    goal = f"({len(statements)} queries)"
-    if engine.dialect.name == "sqlite":
-        goal += " ok" if ours / floor <= 1.5 and ours < 50 else " GOAL MISSED (<=1.5x, <50 ms)"
-    row(name, ours, floor, goal)
 
 
 @contextmanager
@@ -131,19 +56,10 @@ def database(backend: str, folder: Path) -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def seed(url: str, runs: int, days: int, events_per_run: int) -> sa.Engine:
-    """Migrate and seed `runs` runs with their events; print how long it took."""
+def migrated(url: str) -> sa.Engine:
+    """The engine of `url`, migrated."""
     engine = get_engine(url)
     init_db(engine)
-    start = time.perf_counter()
-    count = seed_history(
-        engine, days=days, runs_per_day=max(1, runs // days), events_per_run=events_per_run
-    )
-    took = time.perf_counter() - start
-    print(f"  seeded {count:,} runs, {count * events_per_run:,} events in {took:.1f} s")
-    with engine.connect() as connection:
-        connection.execute(sa.text("ANALYZE"))
-        connection.commit()
     return engine
 
 
@@ -192,18 +108,10 @@ def bench_apptest(url: str, repeat: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         empty = Path(folder) / "empty.py"
         empty.write_text("import streamlit as st\n\nst.title('empty')\n")
-        baseline = _rerun_ms(AppTest.from_file(str(empty), default_timeout=120), repeat)
+        baseline = rerun_ms(AppTest.from_file(str(empty), default_timeout=120), repeat)
     for name, path in PAGES.items():
         page = AppTest.from_file(str(ROOT / path), default_timeout=120)
-        row(f"AppTest rerun: {name} (no cache)", _rerun_ms(page, repeat), baseline)
-
-
-def _rerun_ms(at: Any, repeat: int) -> float:
-    def rerun() -> None:
-        at.run()
-        assert not at.exception, at.exception
-
-    return best_ms(rerun, repeat)
+        row(f"AppTest rerun: {name} (no cache)", rerun_ms(page, repeat), baseline)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     for backend in backends.split(","):
         print(f"\n{backend}: {args.runs:,} runs, {args.runs * args.events_per_run:,} events")
         with tempfile.TemporaryDirectory() as folder, database(backend, Path(folder)) as url:
-            engine = seed(url, args.runs, args.days, args.events_per_run)
+            engine = migrated(url)
+            seed(engine, args.runs, args.days, args.events_per_run)
             bench_home(engine, args.repeat)
             bench_logs(engine, args.repeat)
             if not args.no_apptest:
