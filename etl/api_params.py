@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Request
@@ -11,6 +11,7 @@ from fastapi import Depends, Path, Query, Request
 from db.models import RunStatus, Trigger
 from db.queries import SORT_KEYS, RunFilters, RunSort
 from etl.api_models import MAX_ID, NO_NUL, JobName
+from etl.dates import as_utc, range_end
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Id of the run.")]
 
@@ -27,28 +28,20 @@ def _utc(name: str, value: datetime | None) -> datetime | None:
     if value is None:
         return None
     try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return as_utc(value)
     except OverflowError:
         raise BadParameter(name, f"'{name}' is outside the supported date range.") from None
-
-
-def _is_bare_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _until(request: Request, value: datetime | None) -> datetime | None:
     """`until` in UTC; a bare date includes that whole day, as in `runwatch runs --until`."""
     end = _utc("until", value)
-    if end is not None and _is_bare_date(request.query_params.get("until", "")):
-        try:
-            end += timedelta(days=1)
-        except OverflowError:
-            raise BadParameter("until", "'until' is outside the supported date range.") from None
-    return end
+    if end is None:
+        return None
+    try:
+        return range_end(end, request.query_params.get("until", ""))
+    except OverflowError:
+        raise BadParameter("until", "'until' is outside the supported date range.") from None
 
 
 def run_filters(

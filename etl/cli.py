@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pydantic
@@ -39,6 +39,7 @@ from db.queries import (
     write_session,
 )
 from db.settings import get_settings
+from etl import dates
 from etl.jobs import JobError, RunContext, job_class
 from etl.progress import ProgressBar, format_duration
 from etl.runner import Runner
@@ -91,22 +92,11 @@ def parse_param(text: str) -> tuple[str, Any]:
 def parse_moment(text: str, *, day_end: bool = False) -> datetime:
     """An ISO date or datetime as aware UTC (naive means UTC); a bare date ends at midnight if `day_end`."""
     try:
-        moment = datetime.fromisoformat(text)
-        if day_end and _is_bare_date(text):
-            moment += timedelta(days=1)  # --until 2026-11-30 includes that whole day
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except (ValueError, OverflowError):
+        return dates.parse_moment(text, day_end=day_end)  # --until 2026-11-30 includes that day
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected an ISO date or datetime like 2026-11-30 or 2026-11-30T08:00, got {text!r}"
         ) from None
-
-
-def _is_bare_date(text: str) -> bool:
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 def parse_until(text: str) -> datetime:
