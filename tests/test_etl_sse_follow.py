@@ -325,6 +325,18 @@ def test_an_unreachable_feed_is_retried_with_backoff_until_cancelled(
     assert "reconnecting in 2.0 s" in warnings()[1].message
 
 
+def test_a_retry_hint_sets_the_reconnection_delay(engine: sa.Engine, settings: Settings) -> None:
+    hinted = b"retry: 300\n" + frame(1, spec_event(1, 7, "running", 10))
+    with raw_feed(lambda number: [hinted, DROP] if number == 0 else [hinted]) as feed:
+        params = {"url": feed.url, "job_name": "mirror", "read_timeout_s": 0.5}
+        follow_id, thread = start_follow(engine, settings, **params)
+        wait_for(lambda: len(feed.last_event_ids) >= 2, "a reconnection")
+        stop_follow(engine, follow_id, thread)
+    warnings = [e.message for e in events_of(engine, follow_id) if e.level == "WARNING"]
+    assert "reconnecting in 0.3 s" in warnings[0]
+    assert feed.last_event_ids[1] == "1"
+
+
 # ---------------------------------------------------------------- against another Runwatch API
 
 

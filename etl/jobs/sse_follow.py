@@ -7,7 +7,8 @@ exists with another kind), `read_timeout_s` (default 5) and `backoff_max_s` (def
 Reading: sseclient-py over a `requests` streaming response, in the worker thread. A read timeout
 hands control back to the runner (an empty batch: heartbeat and cancel check) and the follow
 reconnects at once; a refused or dropped connection reconnects with exponential backoff, starting
-from the server's `retry:` hint (1 s without one). Every reconnect sends `Last-Event-ID`. The chunk
+from the server's `retry:` hint (1 s without one; sseclient-py only reports a hint that comes in a
+block with data). Every reconnect sends `Last-Event-ID`. The chunk
 source raises at end of stream instead of returning, so sseclient-py never dispatches an event
 that a drop cut in half. The run stays `running` while following and ends `cancelled` on cancel.
 
