@@ -121,8 +121,19 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     return " ".join(parts)
 
 
+SHUTDOWN_GRACE_S = 3
+
+
 def serve(host: str, port: int) -> None:
     """Serve the API with uvicorn until interrupted (`runwatch serve-api`)."""
     import uvicorn
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    # A live feed response never ends by itself: give open streams a few seconds on shutdown,
+    # then close them, so Ctrl-C or SIGTERM stops the server even with dashboards connected.
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+    )
