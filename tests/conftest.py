@@ -105,3 +105,24 @@ def api_url(engine: sa.Engine, settings: Settings) -> Iterator[str]:
 
     with running_api(settings.database_url, settings=settings) as url:
         yield url
+
+
+@pytest.fixture
+def no_worker(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
+    """No in-process worker in the app: seeded and queued runs stay as they are."""
+    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def database_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The app's database URL points at a closed port, and the app starts no worker."""
+    from tests.pages import DOWN_URL
+
+    monkeypatch.setenv("RUNWATCH_DATABASE_URL", DOWN_URL)
+    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

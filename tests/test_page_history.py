@@ -6,7 +6,6 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,24 +25,13 @@ from db.queries import (
     read_session,
     write_session,
 )
-from db.settings import Settings, get_settings
 from etl.export import FIELDS, record_values, stream_export
 from tests.factories import make_run
+from tests.pages import run_page, texts
 from ui.export import export_file
 from ui.filters import HistoryView, parse_view, view_params
 
-TIMEOUT_S = 60
-ROOT = Path(__file__).resolve().parents[1]
 FORMULA = "=cmd|' /C calc'!A0"
-
-
-@pytest.fixture
-def no_worker(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
-    """Keep retried runs pending: the app starts no in-process worker."""
-    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -74,23 +62,12 @@ def seeded(engine: sa.Engine, no_worker: None) -> list[int]:
 
 def history(query: dict[str, str] | None = None) -> AppTest:
     """The History page, run once (with these URL query parameters)."""
-    at = AppTest.from_file(str(ROOT / "pages" / "1_History.py"), default_timeout=TIMEOUT_S)
-    at.query_params.update(query or {})
-    at.run()
-    assert not at.exception
-    return at
+    return run_page("pages/1_History.py", query)
 
 
 def shown_ids(at: AppTest) -> list[int]:
     """The run ids in the history table, top to bottom."""
     return [int(v) for v in at.dataframe[0].value["Run"].tolist()]
-
-
-def texts(at: AppTest) -> str:
-    """Every piece of text on the page, for substring checks."""
-    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.success)]
-    parts += [e.value for e in (*at.error, *at.subheader, *at.title)]
-    return "\n".join(str(p) for p in parts)
 
 
 def test_history_empty_database_says_what_to_do(engine: sa.Engine, no_worker: None) -> None:
@@ -295,14 +272,8 @@ def test_page_draws_both_download_buttons_without_exporting(seeded: list[int], e
         assert list_audit(session=session, action="export") == []
 
 
-def test_unreachable_database_shows_a_banner(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNWATCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/none")
-    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
-    get_settings.cache_clear()
-    try:
-        at = history()
-    finally:
-        get_settings.cache_clear()
+def test_unreachable_database_shows_a_banner(database_down: None) -> None:
+    at = history()
     assert "cannot be reached" in "\n".join(e.value for e in at.error)
 
 

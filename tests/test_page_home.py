@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from db.models import RunStatus
 from db.queries import list_audit, list_runs, read_session, write_session
-from db.settings import Settings, get_settings
+from db.settings import get_settings
 from tests.factories import make_run
-
-TIMEOUT_S = 60
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def no_worker(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
-    """Keep runs pending: the app starts no in-process worker."""
-    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+from tests.pages import DOWN_URL, run_page, texts
 
 
 def home() -> AppTest:
     """The Live page, run once."""
-    at = AppTest.from_file(str(ROOT / "Home.py"), default_timeout=TIMEOUT_S)
-    at.run()
-    assert not at.exception
-    return at
-
-
-def texts(at: AppTest) -> str:
-    """Every piece of text on the page, for substring checks."""
-    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.success)]
-    parts += [e.value for e in (*at.error, *at.subheader, *at.title)]
-    return "\n".join(str(p) for p in parts)
+    return run_page("Home.py")
 
 
 def runs_of(engine: sa.Engine) -> list[tuple[int, str]]:
@@ -126,7 +102,7 @@ def test_running_run_shows_progress_eta_and_stats(engine: sa.Engine, no_worker: 
 def test_unreachable_database_shows_a_banner_then_recovers(
     engine: sa.Engine, no_worker: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("RUNWATCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/down")
+    monkeypatch.setenv("RUNWATCH_DATABASE_URL", DOWN_URL)
     get_settings.cache_clear()
     at = home()
     assert "The database cannot be reached" in texts(at)

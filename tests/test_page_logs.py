@@ -4,33 +4,20 @@ from __future__ import annotations
 
 import html
 import re
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from db.queries import append_event, list_events, list_log_lines, read_session, write_session
-from db.settings import Settings, get_settings
 from etl.logs import stream_log
 from tests.factories import make_run
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def no_worker(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
-    """No in-process worker: the seeded runs stay as they are."""
-    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
-    get_settings.cache_clear()
+from tests.pages import run_page
 
 
 def logs_page() -> AppTest:
     """The Logs page, run once."""
-    at = AppTest.from_file(str(ROOT / "pages" / "3_Logs.py"), default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
+    return run_page("pages/3_Logs.py")
 
 
 ROW = re.compile(r"<tr style='color:([^']*)' data-level='(\w+)'>(.*?)</tr>")
@@ -122,9 +109,7 @@ def test_download_log_streams_the_whole_run(engine: sa.Engine, run_id: int) -> N
     assert "ERROR" in lines[2] and "+00:00" in lines[0]
 
 
-def test_logs_database_down_banner(no_worker: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNWATCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/down")
-    get_settings.cache_clear()
+def test_logs_database_down_banner(database_down: None) -> None:
     at = logs_page()
     assert "The database cannot be reached" in at.error[0].value
 

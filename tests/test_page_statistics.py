@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from db.settings import Settings, get_settings
+from tests.pages import run_page, texts
 from tests.test_etl_stats import DAY0, HISTORY
 from tests.test_etl_stats import history as history  # noqa: F401  (the seeded-history fixture)
-
-TIMEOUT_S = 60
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def no_worker(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[None]:
-    """No in-process worker: the page only reads."""
-    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def statistics() -> AppTest:
     """The Statistics page, run once."""
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Statistics.py"), default_timeout=TIMEOUT_S)
-    at.run()
-    assert not at.exception
-    return at
+    return run_page("pages/2_Statistics.py")
 
 
 def cards(at: AppTest) -> dict[str, str]:
     """The summary cards, label -> value."""
     return {m.label: m.value for m in at.metric}
-
-
-def texts(at: AppTest) -> str:
-    """Every piece of text on the page, for substring checks."""
-    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.success)]
-    return "\n".join(str(p) for p in parts)
 
 
 def test_statistics_cards_match_hand_computed_values(
@@ -95,14 +70,8 @@ def test_empty_range_says_what_to_do(
     assert "No runs in this time range" in texts(at)
 
 
-def test_unreachable_database_shows_a_banner(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNWATCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/none")
-    monkeypatch.setenv("RUNWATCH_WORKER_ENABLED", "false")
-    get_settings.cache_clear()
-    try:
-        at = statistics()
-    finally:
-        get_settings.cache_clear()
+def test_unreachable_database_shows_a_banner(database_down: None) -> None:
+    at = statistics()
     assert "cannot be reached" in "\n".join(e.value for e in at.error)
 
 

@@ -169,6 +169,16 @@ def screenshot(page: Any, name: str) -> Path:
     return path
 
 
+def poll(check: Any, timeout_s: float = 90.0, every_s: float = 0.25) -> Any:
+    """Call `check` until it returns something truthy; fail after a generous timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(every_s)
+    pytest.fail(f"gave up waiting after {timeout_s} s for {check}")
+
+
 def wait_for_app(page: Any) -> None:
     """Wait until Streamlit has finished running the page script."""
     page.wait_for_selector('[data-testid="stApp"]')

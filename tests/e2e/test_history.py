@@ -13,23 +13,13 @@ from db.engine import get_engine
 from db.models import utcnow
 from db.queries import RunFilters, iter_runs, list_audit, read_session, write_session
 from etl.export import csv_chunks
-from tests.e2e.conftest import AppServer, screenshot, wait_for_app
+from tests.e2e.conftest import AppServer, poll, screenshot, wait_for_app
 from tests.factories import make_run
 
 pytestmark = pytest.mark.e2e
 
 FORMULA = "=cmd|' /C calc'!A0"
 WAIT_MS = 120_000  # the machine is shared and slow: wait generously, never assert on time
-
-
-def poll(check: Any, timeout_s: float = 90.0, every_s: float = 0.25) -> Any:
-    """Call `check` until it returns something truthy; fail after a generous timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every_s)
-    pytest.fail(f"gave up waiting after {timeout_s} s for {check}")
 
 
 def seed(database_url: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 from db.engine import get_engine
 from db.models import RunStatus, utcnow
 from db.queries import create_run, get_run, read_session, write_session
-from tests.e2e.conftest import AppServer, screenshot
+from tests.e2e.conftest import AppServer, poll, screenshot
 from tests.factories import make_run
 
 pytestmark = pytest.mark.e2e
@@ -20,16 +20,6 @@ pytestmark = pytest.mark.e2e
 # 40 batches of 100 with 400 ms each: about 16 s, so several 2 s refreshes see it move
 SMALL_RUN = '{"total": 4000, "batch_size": 100, "delay_ms": 400, "seed": 42}'
 PERCENT = re.compile(r"(\d+)%")
-
-
-def poll(check: Any, timeout_s: float = 90.0, every_s: float = 0.25) -> Any:
-    """Call `check` until it returns something truthy; fail after a generous timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every_s)
-    pytest.fail(f"gave up waiting after {timeout_s} s for {check}")
 
 
 def progress_percent(page: Any) -> int | None:

@@ -9,8 +9,7 @@ import pytest
 
 from db.engine import get_engine
 from db.queries import create_run, write_session
-from tests.e2e.conftest import AppServer, screenshot
-from tests.e2e.test_live import poll
+from tests.e2e.conftest import AppServer, poll, screenshot
 
 pytestmark = pytest.mark.e2e
 
