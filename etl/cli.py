@@ -242,9 +242,6 @@ def outcome(run: Run) -> str:
 @contextmanager
 def cancel_on_interrupt(engine: sa.Engine, run_id: int) -> Iterator[None]:
     """While a run executes here, Ctrl-C (or SIGTERM) requests its cancel; a second Ctrl-C quits."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
     asked = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -258,6 +255,16 @@ def cancel_on_interrupt(engine: sa.Engine, run_id: int) -> Iterator[None]:
         # Not from the handler itself: it may have interrupted this thread's own write transaction.
         threading.Thread(target=_cancel_quietly, args=(engine, run_id), daemon=True).start()
 
+    with _signals_handled_by(on_signal):
+        yield
+
+
+@contextmanager
+def _signals_handled_by(on_signal: Callable[[int, object], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM call `on_signal` inside the block; the previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -381,9 +388,6 @@ def _log_outcome(run: Run) -> None:
 @contextmanager
 def stop_on_signals(worker: Worker) -> Iterator[None]:
     """SIGTERM or Ctrl-C: finish the current run, then stop; a second Ctrl-C quits at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def on_signal(signum: int, frame: object) -> None:
         if worker.stopping.is_set() and signum == signal.SIGINT:
@@ -391,12 +395,8 @@ def stop_on_signals(worker: Worker) -> Iterator[None]:
         print("Stopping after the current run (Ctrl-C again to quit at once)...", file=sys.stderr)
         worker.stop()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _signals_handled_by(on_signal):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def cmd_seed_history(args: argparse.Namespace, engine: sa.Engine) -> int:
