@@ -15,13 +15,17 @@ def format_duration(seconds: float) -> str:
     """Seconds as `1h02m`, `3m05s` or `12s`."""
     if seconds < 10:
         return f"{seconds:.1f}s"
-    whole = int(seconds)
+    return clock_text(int(seconds))
+
+
+def clock_text(whole: int, sep: str = "") -> str:
+    """Whole seconds as `1h{sep}02m`, `3m{sep}05s` or `12s`: the two largest units."""
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
-        return f"{hours}h{minutes:02d}m"
+        return f"{hours}h{sep}{minutes:02d}m"
     if minutes:
-        return f"{minutes}m{secs:02d}s"
+        return f"{minutes}m{sep}{secs:02d}s"
     return f"{secs}s"
 
 

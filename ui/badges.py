@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import streamlit as st
 
 from db.models import RunStatus, utcnow
+from etl.progress import clock_text
 
 IDLE = "idle"  # a job with no active run whose last run did not fail or get cancelled
 
@@ -45,14 +46,7 @@ def format_duration(seconds: float | None) -> str:
     """Seconds as `1h 02m`, `3m 05s` or `12s` (an em dash when unknown)."""
     if seconds is None:
         return "—"
-    whole = max(int(round(seconds)), 0)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
+    return clock_text(max(int(round(seconds)), 0), sep=" ")
 
 
 def relative_time(moment: datetime | None, now: datetime | None = None) -> str:
