@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from db.queries import list_jobs, read_session
 from db.settings import get_settings
 from ui import app, export, filters, history
 
@@ -11,8 +10,7 @@ st.title("History")
 
 with app.database_guard():
     engine = app.engine()
-    with read_session(engine) as session:
-        jobs = [job.name for job in list_jobs(session=session)]
+    jobs = app.job_names(engine)
     filters.restore_from_url(jobs)
     filters.filter_bar(jobs)
     view, problem = filters.without_reversed_range(filters.current_view())

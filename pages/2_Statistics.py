@@ -3,7 +3,6 @@
 import streamlit as st
 
 from db.models import utcnow
-from db.queries import list_jobs, read_session
 from etl.stats import CUSTOM, POINT_LIMIT, RANGE_CHOICES, load_statistics
 from ui import app, charts, statistics
 
@@ -12,8 +11,7 @@ st.title("Statistics")
 
 with app.database_guard():
     engine = app.engine()
-    with read_session(engine) as session:
-        jobs = [job.name for job in list_jobs(session=session)]
+    jobs = app.job_names(engine)
     left, middle, right = st.columns([3, 2, 2])
     preset = left.segmented_control(
         "Time range", RANGE_CHOICES, default="7 d", key="statistics_range"

@@ -10,6 +10,7 @@ import streamlit as st
 
 from db.engine import get_engine
 from db.migrate import init_db
+from db.queries import list_jobs, read_session
 from db.settings import get_settings
 from etl.worker import BackgroundWorker
 from ui.refresh import retry_soon
@@ -34,6 +35,12 @@ def engine() -> sa.Engine:
     if settings.worker_enabled:
         _background_worker(settings.database_url)
     return ready
+
+
+def job_names(engine: sa.Engine) -> list[str]:
+    """The name of every job, for the pages' job pickers."""
+    with read_session(engine) as session:
+        return [job.name for job in list_jobs(session=session)]
 
 
 def worker() -> BackgroundWorker | None:
