@@ -1,0 +1,165 @@
+"""Run reads: one run by id, and the filtered, sorted history (page, count, stream)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from db.models import Run
+from db.queries.base import _escape_like
+from db.queries.errors import NotFound
+
+
+def get_run(*, session: Session, run_id: int, fresh: bool = False) -> Run:
+    """The run with this id, or NotFound; `fresh` re-reads it from the database."""
+    run = session.get(Run, run_id, populate_existing=fresh)
+    if run is None:
+        raise NotFound(f"No run #{run_id}.")
+    return run
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    """What the history shows: every field narrows the set; empty means no restriction."""
+
+    statuses: tuple[str, ...] = ()
+    jobs: tuple[str, ...] = ()
+    triggers: tuple[str, ...] = ()
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    error_text: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The filters as plain JSON values (for audit records and URLs)."""
+        return {
+            "statuses": list(self.statuses),
+            "jobs": list(self.jobs),
+            "triggers": list(self.triggers),
+            "since": self.since.isoformat() if self.since else None,
+            "until": self.until.isoformat() if self.until else None,
+            "error_text": self.error_text,
+        }
+
+
+SORT_KEYS = ("created_at", "duration", "status", "records")
+
+
+@dataclass(frozen=True)
+class RunSort:
+    """The history's order: a key of SORT_KEYS, newest or largest first by default."""
+
+    key: str = "created_at"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.key not in SORT_KEYS:
+            raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}")
+
+
+@dataclass
+class RunPage:
+    """One page of the filtered history and the size of the whole filtered set."""
+
+    runs: list[Run] = field(default_factory=list)
+    total: int = 0
+
+
+def filter_clause(filters: RunFilters) -> sa.ColumnElement[bool]:
+    """The WHERE clause of `filters` on the run table."""
+    clauses: list[sa.ColumnElement[bool]] = []
+    if filters.statuses:
+        clauses.append(col(Run.status).in_(filters.statuses))
+    if filters.jobs:
+        clauses.append(col(Run.job).in_(filters.jobs))
+    if filters.triggers:
+        clauses.append(col(Run.trigger).in_(filters.triggers))
+    if filters.since is not None:
+        clauses.append(col(Run.created_at) >= filters.since)
+    if filters.until is not None:
+        clauses.append(col(Run.created_at) < filters.until)
+    if filters.error_text:
+        pattern = f"%{_escape_like(filters.error_text)}%"
+        clauses.append(col(Run.error_message).ilike(pattern, escape="\\"))
+    return sa.and_(sa.true(), *clauses)
+
+
+def duration_expr(dialect: str) -> sa.ColumnElement[Any]:
+    """A run's duration in seconds as SQL (NULL until it has ended)."""
+    if dialect == "postgresql":
+        return sa.extract("epoch", col(Run.ended_at) - col(Run.started_at))
+    return (sa.func.julianday(Run.ended_at) - sa.func.julianday(Run.started_at)) * 86400.0
+
+
+def _order_by(sort: RunSort, dialect: str) -> list[Any]:
+    column: Any = {
+        "created_at": col(Run.created_at),
+        "duration": duration_expr(dialect),
+        "status": col(Run.status),
+        "records": col(Run.records_loaded),
+    }[sort.key]
+    direction = column.desc() if sort.descending else column.asc()
+    tiebreak = col(Run.id).desc() if sort.descending else col(Run.id).asc()
+    return [direction.nulls_last(), tiebreak]
+
+
+def runs_query(filters: RunFilters, sort: RunSort, dialect: str) -> Any:
+    """The SELECT of the filtered, sorted history (shared by pages, exports and the CLI)."""
+    return select(Run).where(filter_clause(filters)).order_by(*_order_by(sort, dialect))
+
+
+def list_runs(
+    *,
+    session: Session,
+    filters: RunFilters | None = None,
+    sort: RunSort | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> RunPage:
+    """One page (1-based) of the filtered, sorted history, with the filtered total."""
+    filters, sort = filters or RunFilters(), sort or RunSort()
+    if page < 1 or page_size < 1:
+        raise ValueError("page and page_size start at 1")
+    query = runs_query(filters, sort, session.get_bind().dialect.name)
+    runs = session.exec(query.offset((page - 1) * page_size).limit(page_size)).all()
+    return RunPage(runs=list(runs), total=count_runs(session=session, filters=filters))
+
+
+def count_runs(*, session: Session, filters: RunFilters | None = None) -> int:
+    """How many runs the filters select."""
+    where = filter_clause(filters or RunFilters())
+    return int(session.exec(select(sa.func.count()).select_from(Run).where(where)).one())
+
+
+def iter_runs(
+    *,
+    session: Session,
+    filters: RunFilters | None = None,
+    sort: RunSort | None = None,
+    chunk: int = 2000,
+) -> Iterator[Run]:
+    """Every run the filters select, in order, streamed in chunks (constant memory)."""
+    query = runs_query(filters or RunFilters(), sort or RunSort(), session.get_bind().dialect.name)
+    result = session.exec(query.execution_options(yield_per=chunk))
+    for run in result:
+        yield run
+        session.expunge(run)
+
+
+def iter_run_rows(
+    *,
+    session: Session,
+    columns: Sequence[Any],
+    filters: RunFilters | None = None,
+    sort: RunSort | None = None,
+    chunk: int = 2000,
+) -> Iterator[sa.Row[Any]]:
+    """Some columns of every run the filters select, in order, streamed as plain rows (no ORM objects)."""
+    filters, sort = filters or RunFilters(), sort or RunSort()
+    dialect = session.get_bind().dialect.name
+    query = sa.select(*columns).where(filter_clause(filters)).order_by(*_order_by(sort, dialect))
+    yield from session.execute(query.execution_options(yield_per=chunk))
