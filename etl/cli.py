@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 
 from db.engine import get_engine
 from db.migrate import init_db
-from db.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
+from db.models import TERMINAL_STATUSES, Job, Run, RunStatus, Trigger
 from db.queries import (
     SORT_KEYS,
     ActiveRunExists,
@@ -36,6 +37,7 @@ from db.queries import (
     record_audit,
     request_cancel,
     resume_run,
+    save_job,
     write_session,
 )
 from db.settings import get_settings
@@ -47,6 +49,7 @@ from etl.worker import Worker, make_worker_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACTIVE = 0, 1, 2, 3
 _MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 
 Command = Callable[[argparse.Namespace, sa.Engine], int]
 
@@ -63,6 +66,39 @@ def cmd_jobs(args: argparse.Namespace, engine: sa.Engine) -> int:
         for job in list_jobs(session=session):
             state = "" if job.enabled else "  (disabled)"
             print(f"{job.name:<20} {job.kind:<12} {job.schedule or '-':<15} {job.params}{state}")
+    return EXIT_OK
+
+
+def cmd_add_job(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Configure a job (or replace one with --replace), its parameters checked by its kind."""
+    if not JOB_NAME.fullmatch(args.name):
+        raise JobError(
+            f"Job name {args.name!r} must be 1-100 lower-case letters, digits, '_' or '-'."
+        )
+    params = job_class(args.kind)(RunContext(run_id=0, job=args.name), dict(args.params)).params
+    job = Job(
+        name=args.name,
+        title=args.title or args.name,
+        kind=args.kind,
+        params={key: value for key, value in params.items() if value is not None},
+        schedule=args.schedule,
+        enabled=not args.disabled,
+    )
+    actor = get_settings().actor
+    with write_session(engine) as session:
+        exists = session.get(Job, args.name) is not None
+        if exists and not args.replace:
+            raise RunwatchError(f"Job '{args.name}' exists already; add --replace to change it.")
+        save_job(session=session, job=job)
+        details = {"kind": job.kind, "params": job.params, "replaced": exists, "source": "cli"}
+        record_audit(
+            session=session,
+            actor=actor,
+            action="config_change",
+            target=f"job:{job.name}",
+            details=details,
+        )
+    print(f"Job {job.name} ({job.kind}) {'replaced' if exists else 'added'}.")
     return EXIT_OK
 
 
@@ -430,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_init_db
     )
     commands.add_parser("jobs", help="list the jobs").set_defaults(handler=cmd_jobs)
+    _add_job_command(commands)
     _add_run_commands(commands)
     _add_runs_command(commands)
     worker = commands.add_parser("worker", help="execute pending runs until stopped")
@@ -443,18 +480,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_run_commands(commands: Any) -> None:
-    run = commands.add_parser("run", help="run a job here with a progress bar")
-    run.add_argument("job", metavar="JOB", help="the job's name (see `runwatch jobs`)")
-    run.add_argument(
+def _add_params_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
         "-p",
         dest="params",
         metavar="KEY=VALUE",
         type=parse_param,
         action="append",
         default=[],
-        help="a parameter; JSON values (numbers, true/false) are typed, anything else is text",
+        help=f"{what}; JSON values (numbers, true/false, objects) are typed, anything else is text",
     )
+
+
+def _add_job_command(commands: Any) -> None:
+    add = commands.add_parser("add-job", help="configure a job (admins)")
+    add.add_argument("name", metavar="NAME", help="the job's name: lower-case letters, digits, _ -")
+    add.add_argument("--kind", required=True, help="which job class runs it: demo, csv_import, …")
+    add.add_argument("--title", default="", help="the name the app shows (default: NAME)")
+    add.add_argument("--schedule", default=None, help="a cron expression, shown on the Jobs page")
+    add.add_argument("--disabled", action="store_true", help="configure it, but refuse runs")
+    add.add_argument("--replace", action="store_true", help="change a job that exists")
+    _add_params_option(add, "a default parameter")
+    add.set_defaults(handler=cmd_add_job)
+
+
+def _add_run_commands(commands: Any) -> None:
+    run = commands.add_parser("run", help="run a job here with a progress bar")
+    run.add_argument("job", metavar="JOB", help="the job's name (see `runwatch jobs`)")
+    _add_params_option(run, "a parameter")
     run.add_argument(
         "--detach", action="store_true", help="only enqueue it for a worker; print its id"
     )

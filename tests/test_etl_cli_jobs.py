@@ -1,0 +1,64 @@
+"""`runwatch add-job`: admins configure jobs from the command line, checked by the job's kind."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from db.queries import get_job, list_audit, list_jobs, read_session
+from etl.cli import main
+
+
+def test_add_job_stores_checked_defaults_and_audits_it(
+    engine: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["add-job", "nightly", "--kind", "demo", "-p", "total=500", "--schedule", "0 2 * * *"]
+    assert main(argv) == 0
+    assert "Job nightly (demo) added." in capsys.readouterr().out
+    with read_session(engine) as session:
+        job = get_job(session=session, name="nightly")
+        audit = list_audit(session=session, action="config_change")
+    assert (job.kind, job.schedule, job.enabled, job.title) == (
+        "demo",
+        "0 2 * * *",
+        True,
+        "nightly",
+    )
+    assert job.params == {"total": 500, "batch_size": 500, "delay_ms": 0, "seed": 42}
+    assert audit[0].target == "job:nightly" and audit[0].details["replaced"] is False
+
+
+def test_a_configured_job_runs(engine: sa.Engine) -> None:
+    assert main(["add-job", "small", "--kind", "demo", "-p", "total=300"]) == 0
+    assert main(["run", "small"]) == 0
+
+
+def test_add_job_refuses_to_overwrite_unless_asked(
+    engine: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["add-job", "nightly", "--kind", "demo"]) == 0
+    assert main(["add-job", "nightly", "--kind", "demo", "-p", "total=7"]) == 2
+    assert "exists already; add --replace" in capsys.readouterr().err
+    assert main(["add-job", "nightly", "--kind", "demo", "-p", "total=7", "--replace"]) == 0
+    with read_session(engine) as session:
+        assert get_job(session=session, name="nightly").params["total"] == 7
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["add-job", "Bad!", "--kind", "demo"], "must be 1-100 lower-case letters"),
+        (["add-job", "x", "--kind", "nope"], "Unknown job kind 'nope'"),
+        (["add-job", "x", "--kind", "demo", "-p", "total=abc"], "'total' must be a whole number"),
+        (["add-job", "x", "--kind", "demo", "-p", "colour=red"], "Unknown demo parameter"),
+        (["add-job", "x"], "--kind"),
+    ],
+)
+def test_bad_job_configuration_exits_2_without_a_traceback(
+    engine: sa.Engine, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    with read_session(engine) as session:
+        assert [job.name for job in list_jobs(session=session)] == ["csv_import", "demo"]
