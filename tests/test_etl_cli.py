@@ -24,6 +24,7 @@ from db.queries import (
     get_run,
     list_audit,
     list_events,
+    list_jobs,
     read_session,
     write_session,
 )
@@ -179,6 +180,11 @@ def test_job_with_an_active_run_exits_3(
         (["resume", "999"], "No run #999"),
         (["seed-history", "--days", "0", "--runs-per-day", "5"], "must be at least 1"),
         ([], "required: COMMAND"),
+        (["add-job", "Bad!", "--kind", "demo"], "must be 1-100 lower-case letters"),
+        (["add-job", "x", "--kind", "nope"], "Unknown job kind 'nope'"),
+        (["add-job", "x", "--kind", "demo", "-p", "total=abc"], "'total' must be a whole number"),
+        (["add-job", "x", "--kind", "demo", "-p", "colour=red"], "Unknown demo parameter"),
+        (["add-job", "x"], "--kind"),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_no_traceback(
@@ -189,6 +195,7 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(
     assert message in err and "Traceback" not in err
     with read_session(engine) as session:
         assert count_runs(session=session) == 0  # refused before any run was created
+        assert [job.name for job in list_jobs(session=session)] == ["csv_import", "demo"]
 
 
 def test_cancel_a_pending_run_then_again_is_refused(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from db.queries import get_job, list_audit, list_jobs, read_session
+from db.queries import get_job, list_audit, read_session
 from etl.cli import main
 
 
@@ -42,23 +42,3 @@ def test_add_job_refuses_to_overwrite_unless_asked(
     assert main(["add-job", "nightly", "--kind", "demo", "-p", "total=7", "--replace"]) == 0
     with read_session(engine) as session:
         assert get_job(session=session, name="nightly").params["total"] == 7
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["add-job", "Bad!", "--kind", "demo"], "must be 1-100 lower-case letters"),
-        (["add-job", "x", "--kind", "nope"], "Unknown job kind 'nope'"),
-        (["add-job", "x", "--kind", "demo", "-p", "total=abc"], "'total' must be a whole number"),
-        (["add-job", "x", "--kind", "demo", "-p", "colour=red"], "Unknown demo parameter"),
-        (["add-job", "x"], "--kind"),
-    ],
-)
-def test_bad_job_configuration_exits_2_without_a_traceback(
-    engine: sa.Engine, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
-) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
-    with read_session(engine) as session:
-        assert [job.name for job in list_jobs(session=session)] == ["csv_import", "demo"]
