@@ -36,6 +36,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def run_duration(started: datetime | None, ended: datetime | None) -> float | None:
+    """Seconds from a run's start to its end; None until it has both."""
+    return (ended - started).total_seconds() if started and ended else None
+
+
 class RunStatus(StrEnum):
     """Where a run is in its life."""
 
@@ -276,8 +281,7 @@ class RunRecord(SQLModel):
     @classmethod
     def from_run(cls, run: Run) -> RunRecord:
         """The public record of `run`."""
-        ended, started = run.ended_at, run.started_at
-        duration = (ended - started).total_seconds() if ended and started else None
+        duration = run_duration(run.started_at, run.ended_at)
         assert run.id is not None
         return cls(
             id=run.id,

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from db.models import Run, RunRecord
+from db.models import Run, RunRecord, run_duration
 from db.queries import (
     RunFilters,
     RunSort,
@@ -72,7 +72,7 @@ def record_values(run: Run | sa.Row[Any]) -> dict[str, Any]:
     Times are ISO-8601 UTC, durations in seconds to the ms. `run` is a Run or a row of COLUMNS.
     """
     started, ended = run.started_at, run.ended_at
-    duration = (ended - started).total_seconds() if ended and started else None
+    duration = run_duration(started, ended)
     return {
         "id": run.id,
         "job": run.job,

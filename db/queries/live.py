@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from db.models import ACTIVE_STATUSES, Job, Run, RunRecord, RunStatus
+from db.models import ACTIVE_STATUSES, Job, Run, RunRecord, RunStatus, run_duration
 from db.queries.history import get_run
 
 HISTORY_RUNS = 50  # past successful runs an ETA learns from
@@ -95,7 +95,7 @@ def _successes(session: Session, job: str) -> list[tuple[int, float | None]]:
 
 
 def _rate(records: int, started: datetime | None, ended: datetime | None) -> float | None:
-    seconds = (ended - started).total_seconds() if started and ended else 0.0
+    seconds = run_duration(started, ended) or 0.0
     return records / seconds if seconds > 0 and records > 0 else None
 
 
