@@ -16,6 +16,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from db.queries import driver
 from etl.seed import seed_history
 
 # statements that are transaction control or a liveness ping, not the data function's own work
@@ -52,18 +53,24 @@ def row(name: str, value: float, baseline: float, unit: str = "ms", goal: str = 
 
 
 def captured(engine: sa.Engine, action: Callable[[], Any]) -> list[tuple[str, Any]]:
-    """The SQL statements and parameters `action` sends to the driver."""
+    """The SQL statements and parameters `action` sends to the driver (through SQLAlchemy or
+    db.queries.driver)."""
     statements: list[tuple[str, Any]] = []
 
     def keep(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         if not statement.lstrip().upper().startswith(NOT_THE_WORK):
             statements.append((statement, parameters))
 
+    def read(statement: str, parameters: Any) -> None:
+        statements.append((statement, parameters))
+
     event.listen(engine, "before_cursor_execute", keep)
+    driver.listen(read)
     try:
         action()
     finally:
         event.remove(engine, "before_cursor_execute", keep)
+        driver.unlisten(read)
     return statements
 
 

@@ -118,5 +118,5 @@ def test_log_lines_read_the_same_cursor_as_list_events(engine: sa.Engine, run_id
     with read_session(engine) as session:
         events = list_events(session=session, after_id=1, min_level="WARNING", newest_first=True)
         lines = list_log_lines(session=session, after_id=1, min_level="WARNING")
-    assert [line["id"] for line in lines] == [event.id for event in events]
-    assert lines[0]["message"] == "error line" and lines[0]["run_id"] == run_id
+    assert [line.id for line in lines] == [event.id for event in events]
+    assert lines[0].message == "error line" and lines[0].run_id == run_id

@@ -11,6 +11,7 @@ from db import queries
 from db.models import RunStatus
 from db.queries import (
     JobLive,
+    LogLine,
     create_run,
     get_job,
     list_log_lines,
@@ -44,7 +45,7 @@ def log_lines(
     job: str | None = None,
     min_level: str | None = None,
     text: str = "",
-) -> list[dict[str, Any]]:
+) -> list[LogLine]:
     """The newest log lines after the cursor `after_id` that match, newest first."""
     with read_session(engine()) as session:
         return list_log_lines(

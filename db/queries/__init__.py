@@ -5,12 +5,13 @@ Functions take the session keyword-only. Import them from here (`from db.queries
 
 from __future__ import annotations
 
+from db.queries import driver
 from db.queries.audit import list_audit, record_audit
 from db.queries.base import EVENT_CHANNEL
 from db.queries.bulk import bulk_insert, reserve_ids
 from db.queries.errors import ActiveRunExists, InvalidState, NotFound, RunwatchError
 from db.queries.events import (
-    LOG_COLUMNS,
+    LogLine,
     append_event,
     last_event_id,
     list_events,
@@ -79,10 +80,11 @@ __all__ = [
     "BUILTIN_JOBS",
     "DayStats",
     "EVENT_CHANNEL",
+    "driver",
     "HISTORY_RUNS",
     "InvalidState",
     "JobLive",
-    "LOG_COLUMNS",
+    "LogLine",
     "NO_DURATIONS",
     "NotFound",
     "Percentiles",

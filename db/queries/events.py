@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from db.models import LEVELS, EventKind, Run, RunEvent, RunRecord, utcnow
+from db.queries import driver
 from db.queries.base import _PG_EVENT_LOCK, EVENT_CHANNEL, _escape_like
 
 
@@ -81,7 +82,7 @@ def list_events(
     newest_first: bool = False,
 ) -> Sequence[RunEvent]:
     """Run events by cursor: those after `after_id` (or before `before_id`), oldest first by default."""
-    where = _event_filters(
+    binds = _event_binds(
         run_id=run_id,
         job=job,
         after_id=after_id,
@@ -91,10 +92,11 @@ def list_events(
         text=text,
     )
     order = col(RunEvent.id).desc() if newest_first else col(RunEvent.id)
-    return session.exec(select(RunEvent).where(*where).order_by(order).limit(limit)).all()
+    query = select(RunEvent).where(*_event_filters(binds)).order_by(order).limit(limit)
+    return session.exec(query).all()
 
 
-def _event_filters(
+def _event_binds(
     *,
     run_id: int | None = None,
     job: str | None = None,
@@ -103,27 +105,64 @@ def _event_filters(
     kinds: Sequence[str] | None = None,
     min_level: str | None = None,
     text: str | None = None,
-) -> list[sa.ColumnElement[bool]]:
-    """The WHERE clauses of a run event cursor read."""
-    where: list[sa.ColumnElement[bool]] = []
-    if run_id is not None:
-        where.append(col(RunEvent.run_id) == run_id)
-    if job is not None:
-        where.append(col(RunEvent.run_id).in_(select(Run.id).where(Run.job == job)))
-    if after_id is not None:
-        where.append(col(RunEvent.id) > after_id)
+) -> dict[str, Any]:
+    """The named values of a cursor read's filters; their names say which filters apply."""
+    binds: dict[str, Any] = {}
+    for name, value in (("run_id", run_id), ("job", job), ("after_id", after_id)):
+        if value is not None:
+            binds[name] = value
     if before_id is not None:
-        where.append(col(RunEvent.id) < before_id)
-    if kinds:
-        where.append(col(RunEvent.kind).in_(list(kinds)))
+        binds["before_id"] = before_id
+    binds.update({f"kind_{i}": kind for i, kind in enumerate(kinds or ())})
     if min_level:
-        where.append(col(RunEvent.level).in_(LEVELS[LEVELS.index(min_level) :]))
+        levels = LEVELS[LEVELS.index(min_level) :]
+        binds.update({f"level_{i}": level for i, level in enumerate(levels)})
     if text:
-        where.append(col(RunEvent.message).ilike(f"%{_escape_like(text)}%", escape="\\"))
+        binds["text"] = f"%{_escape_like(text)}%"
+    return binds
+
+
+def _event_filters(binds: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clauses of a cursor read, one per filter named in `binds` (see _event_binds)."""
+
+    def bound(name: str) -> Any:
+        return sa.bindparam(name, binds[name])
+
+    def all_of(prefix: str) -> list[Any]:
+        return [bound(name) for name in binds if name.startswith(prefix)]
+
+    event_id, where = col(RunEvent.id), []
+    if "run_id" in binds:
+        where.append(col(RunEvent.run_id) == bound("run_id"))
+    if "job" in binds:
+        jobs_runs = select(Run.id).where(col(Run.job) == bound("job"))
+        where.append(col(RunEvent.run_id).in_(jobs_runs))
+    if "after_id" in binds:
+        where.append(event_id > bound("after_id"))
+    if "before_id" in binds:
+        where.append(event_id < bound("before_id"))
+    if kinds := all_of("kind_"):
+        where.append(col(RunEvent.kind).in_(kinds))
+    if levels := all_of("level_"):
+        where.append(col(RunEvent.level).in_(levels))
+    if "text" in binds:
+        where.append(col(RunEvent.message).ilike(bound("text"), escape="\\"))
     return where
 
 
-LOG_COLUMNS = ("id", "ts", "run_id", "level", "kind", "step", "message")
+class LogLine(NamedTuple):
+    """One run event as the Logs page shows it: no JSON data."""
+
+    id: int
+    ts: datetime
+    run_id: int
+    level: str
+    kind: str
+    step: str | None
+    message: str
+
+
+iso = datetime.fromisoformat
 
 
 def list_log_lines(
@@ -135,23 +174,28 @@ def list_log_lines(
     min_level: str | None = None,
     text: str | None = None,
     limit: int = 500,
-) -> list[dict[str, Any]]:
-    """The newest matching run events after `after_id`, newest first, as plain LOG_COLUMNS rows.
+) -> list[LogLine]:
+    """The newest matching run events after `after_id`, newest first: the Logs page's tick.
 
-    The Logs page's read: the same cursor as list_events without the JSON `data`, whose decoding
-    cost more than the query on every tick.
+    Read on the bare driver (db.queries.driver): it runs for every open Logs page every
+    two seconds, and through the ORM it cost several times the query.
     """
-    table: sa.Table = RunEvent.__table__  # type: ignore[attr-defined]
-    where = _event_filters(
-        run_id=run_id, job=job, after_id=after_id, min_level=min_level, text=text
-    )
-    query = (
-        sa.select(*(table.c[name] for name in LOG_COLUMNS))
-        .where(*where)
-        .order_by(table.c.id.desc())
-        .limit(limit)
-    )
-    return [dict(row) for row in session.execute(query).mappings()]
+    binds = _event_binds(run_id=run_id, job=job, after_id=after_id, min_level=min_level, text=text)
+
+    def build() -> sa.Select[Any]:
+        return (
+            sa.select(*(col(getattr(RunEvent, name)) for name in LogLine._fields))
+            .where(*_event_filters(binds))
+            .order_by(col(RunEvent.id).desc())
+            .limit(sa.bindparam("limit"))
+        )
+
+    rows = driver.read(session, ("log_lines", *binds), build, binds | {"limit": limit})
+    line = tuple.__new__  # a LogLine built in C: NamedTuple's own __new__ is Python, per row
+    if driver.is_sqlite(session):
+        utc = driver.SQLITE_UTC
+        return [line(LogLine, (i, iso(t + utc), r, lv, k, s, m)) for i, t, r, lv, k, s, m in rows]
+    return [line(LogLine, (i, t.astimezone(UTC), r, lv, k, s, m)) for i, t, r, lv, k, s, m in rows]
 
 
 def last_event_id(*, session: Session) -> int:

@@ -1,0 +1,111 @@
+"""The bare-driver read path (db.queries.driver) and the hot reads built on it, on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from db.models import Run, RunEvent
+from db.queries import (
+    append_event,
+    driver,
+    list_events,
+    list_log_lines,
+    read_session,
+    write_session,
+)
+from tests.factories import make_run
+
+
+def _runs_since(session: sa.orm.Session, since: datetime) -> list[tuple[int, datetime]]:
+    rows = driver.read(
+        session,
+        "test_runs_since",
+        lambda: (
+            sa.select(Run.id, Run.created_at)
+            .where(Run.created_at >= sa.bindparam("since"))
+            .order_by(Run.id)
+        ),
+        {"since": since},
+    )
+    convert = driver.timestamp(driver.is_sqlite(session))  # type: ignore[arg-type]
+    return [(run_id, convert(created)) for run_id, created in rows]
+
+
+def test_read_binds_aware_datetimes_and_returns_them_in_utc(engine: sa.Engine) -> None:
+    now = datetime.now(UTC)
+    with write_session(engine) as session:
+        old = make_run(session, created_at=now - timedelta(days=2))
+        new = make_run(session, created_at=now - timedelta(hours=1))
+    with read_session(engine) as session:
+        assert [run_id for run_id, _ in _runs_since(session, now - timedelta(days=3))] == [
+            old.id,
+            new.id,
+        ]
+        rows = _runs_since(session, now - timedelta(days=1))
+    assert [run_id for run_id, _ in rows] == [new.id]
+    assert rows[0][1] == new.created_at and rows[0][1].utcoffset() == timedelta(0)
+
+
+def test_read_refuses_a_naive_datetime(engine: sa.Engine) -> None:
+    with read_session(engine) as session, pytest.raises(ValueError, match="naive"):
+        _runs_since(session, datetime(2026, 1, 1))
+
+
+def test_read_sees_the_sessions_own_uncommitted_writes(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        run = make_run(session)
+        event_id = append_event(session=session, run_id=run.id, message="not committed yet")
+        assert [line.id for line in list_log_lines(session=session)] == [event_id]
+
+
+def test_driver_errors_are_raised_as_sqlalchemy_errors(engine: sa.Engine) -> None:
+    missing = sa.select(sa.literal_column("1")).select_from(sa.table("no_such_table"))
+    with read_session(engine) as session, pytest.raises(sa.exc.DBAPIError, match="no_such_table"):
+        driver.read(session, "test_missing_table", lambda: missing)
+
+
+def test_listeners_hear_each_statement_until_removed(engine: sa.Engine) -> None:
+    heard: list[str] = []
+
+    def listener(sql: str, _parameters: object) -> None:
+        heard.append(sql)
+
+    driver.listen(listener)
+    try:
+        with read_session(engine) as session:
+            list_log_lines(session=session)
+    finally:
+        driver.unlisten(listener)
+    with read_session(engine) as session:
+        list_log_lines(session=session)
+    assert len(heard) == 1 and "FROM run_event" in heard[0]
+
+
+def test_log_lines_match_the_orm_read_for_every_filter(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        runs = [make_run(session, job=job) for job in ("demo", "csv_import", "demo")]
+        for i in range(30):
+            run = runs[i % 3]
+            level = ("DEBUG", "INFO", "WARNING", "ERROR")[i % 4]
+            append_event(session=session, run_id=run.id, level=level, message=f"line {i} 50%_x")
+    cases = [
+        {},
+        {"run_id": runs[1].id},
+        {"job": "demo"},
+        {"after_id": 10},
+        {"min_level": "WARNING"},
+        {"text": "0 50%_"},
+        {"job": "demo", "after_id": 5, "min_level": "INFO", "text": "line 2"},
+    ]
+    with read_session(engine) as session:
+        for case in cases:
+            lines = list_log_lines(session=session, limit=7, **case)  # type: ignore[arg-type]
+            events: list[RunEvent] = list(
+                list_events(session=session, limit=7, newest_first=True, **case)  # type: ignore[arg-type]
+            )
+            expected = [(e.id, e.ts, e.run_id, e.level, e.kind, e.step, e.message) for e in events]
+            assert [tuple(line) for line in lines] == expected, case
+            assert all(line.ts.tzinfo is not None for line in lines)
