@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from db.models import TERMINAL_STATUSES, RunRecord, RunStatus, utcnow
+from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
 from db.queries import ActiveRunExists, JobLive, RunwatchError
 from db.settings import get_settings
 from etl.eta import estimate
@@ -78,7 +78,7 @@ def watch_for_toasts(jobs: list[JobLive]) -> None:
             watched[job.active.id] = job.name
 
 
-def toast_end(run: RunRecord) -> None:
+def toast_end(run: RunRow) -> None:
     """The toast of a run that just ended."""
     icon = {"finished": ":material/check_circle:", "failed": ":material/error:"}.get(
         run.status, ":material/cancel:"
@@ -87,10 +87,10 @@ def toast_end(run: RunRecord) -> None:
     st.toast(message + (f": {run.error_message}" if run.error_message else "."), icon=icon)
 
 
-def progress(job: JobLive, run: RunRecord) -> None:
+def progress(job: JobLive, run: RunRow) -> None:
     """Progress bar, elapsed, ETA range, step and rate of the active run."""
     done, total = run.offset, run.total_records
-    elapsed = (utcnow() - run.start_date).total_seconds() if run.start_date else None
+    elapsed = (utcnow() - run.started_at).total_seconds() if run.started_at else None
     if total:
         share = min(done / total, 1.0)
         st.progress(share, text=f"{done:,} / {total:,} records · {share:.0%}")
@@ -143,13 +143,13 @@ def last_runs(job: JobLive) -> None:
     success = job.last_success
     st.markdown(
         "**Last successful run:** "
-        + (f"#{success.id}, {badges.relative_time(success.end_date)}" if success else "none yet")
+        + (f"#{success.id}, {badges.relative_time(success.ended_at)}" if success else "none yet")
     )
     if ended is not None:
         counters = " · ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in ended.counters.items())
         st.markdown(
             f"**Last run** #{ended.id} {badges.badge_markdown(ended.status)} "
-            f"{badges.relative_time(ended.end_date)} · {ended.records_loaded:,} loaded · "
+            f"{badges.relative_time(ended.ended_at)} · {ended.records_loaded:,} loaded · "
             f"{ended.records_rejected:,} rejected · {badges.format_duration(ended.duration)}"
             + (f" · {counters}" if counters else "")
         )
@@ -158,7 +158,7 @@ def last_runs(job: JobLive) -> None:
     st.dataframe(recent_rows(job.recent), hide_index=True, width="stretch")
 
 
-def recent_rows(runs: list[RunRecord]) -> list[dict[str, object]]:
+def recent_rows(runs: list[RunRow]) -> list[dict[str, object]]:
     """The five latest runs as table rows."""
     return [
         {

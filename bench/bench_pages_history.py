@@ -5,7 +5,7 @@
 
 For each backend (SQLite file, PostgreSQL database created and dropped here) it seeds the
 history with etl.seed, then times:
-- one History page (filtered, sorted, page of 50 with the count) through db.queries, beside
+- one History page (filtered, sorted, page of 50 with the count: list_run_rows), beside
   the very same SQL statements replayed through the bare driver (the floor);
 - the Statistics aggregates for 90 days (etl.stats.load_statistics), beside the same floor;
 - an AppTest rerun of the History and the Statistics page;
@@ -29,7 +29,7 @@ from bench import DEFAULT_POSTGRES_URL, temp_database
 from bench.floor import rerun_ms, row, seed, with_floor
 from db.engine import dispose_engines
 from db.models import utcnow
-from db.queries import RunFilters, RunSort, list_runs, read_session
+from db.queries import RunFilters, RunSort, list_run_rows, list_runs, read_session
 from db.settings import get_settings
 from etl.export import stream_export
 from etl.stats import load_statistics, preset_scope
@@ -54,7 +54,7 @@ def bench_history(engine: sa.Engine, repeat: int) -> None:
 
         def page(filters: RunFilters = filters, sort: RunSort = sort) -> None:
             with read_session(engine) as session:
-                list_runs(session=session, filters=filters, sort=sort, page=1, page_size=50)
+                list_run_rows(session=session, filters=filters, sort=sort, page=1, page_size=50)
 
         with_floor(f"History page ({name})", engine, page, repeat)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import queue
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,68 @@ def _sqlite_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+class ReadConnections:
+    """Connections kept aside for the hot reads (db.queries.driver), one engine's.
+
+    Each is taken from the engine's pool once and detached, so a read costs no pool checkout and
+    reset and, on PostgreSQL, no pre-ping and no BEGIN/ROLLBACK round trips (they are in
+    autocommit: a read sees the latest commits). One lost to a server restart is replaced on its
+    next use (`lost`); disposing of the engine closes them all.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def take(self) -> Any:
+        """An idle DBAPI connection, or a new one."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pooled = self._engine.raw_connection()
+            connection: Any = pooled.driver_connection
+            pooled.detach()  # ours now: the pool forgets it and never resets or recycles it
+            if self._engine.dialect.name == "postgresql":
+                connection.autocommit = True
+            return connection
+
+    def give_back(self, connection: Any) -> None:
+        """Keep `connection` for the next read (unless it was closed)."""
+        if not getattr(connection, "closed", False):
+            self._idle.put(connection)
+
+    def lost(self, error: Any, connection: Any) -> bool:
+        """Whether the DBAPI `error` means the server went away; if so, it and the idle ones close."""
+        if not self._engine.dialect.is_disconnect(error, connection, None):
+            return False
+        connection.close()
+        self.close()
+        return True
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+_readers: weakref.WeakKeyDictionary[sa.Engine, ReadConnections] = weakref.WeakKeyDictionary()
+
+
+def read_connections(engine: sa.Engine) -> ReadConnections:
+    """The read connections kept for `engine` (closed when the engine is disposed)."""
+    readers = _readers.get(engine)
+    if readers is None:
+        with _lock:
+            readers = _readers.get(engine)
+            if readers is None:
+                readers = _readers[engine] = ReadConnections(engine)
+                event.listen(engine, "engine_disposed", lambda _engine: readers.close())
+    return readers
 
 
 def get_engine(url: str | None = None) -> sa.Engine:

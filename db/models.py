@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
@@ -164,6 +164,37 @@ class Run(SQLModel, table=True):
     worker_id: str | None = Field(default=None, max_length=200)
     resumed_from: int | None = Field(default=None, foreign_key="run.id")
     cancel_requested: bool = False
+
+
+class RunRow(NamedTuple):
+    """A run as the Live and History pages list it: its columns without parameters or traceback.
+
+    A plain tuple, not a model: those pages build dozens every refresh tick (db.queries.driver).
+    """
+
+    id: int
+    job: str
+    status: str
+    trigger: str
+    triggered_by: str
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    total_records: int | None
+    offset: int
+    records_loaded: int
+    records_rejected: int
+    counters: dict[str, Any]
+    current_step: str | None
+    error_type: str | None
+    error_message: str | None
+    resumed_from: int | None
+    cancel_requested: bool
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end; None until the run has ended."""
+        return run_duration(self.started_at, self.ended_at)
 
 
 class RunEvent(SQLModel, table=True):

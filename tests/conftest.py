@@ -64,9 +64,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run every test that uses a database once per backend."""
-    if "database_url" in metafunc.fixturenames and not hasattr(metafunc.function, "sqlite_only"):
-        metafunc.parametrize("database_url", BACKENDS, indirect=True)
+    """Run every test that uses a database once per backend (marked `postgres_only`: once)."""
+    if "database_url" not in metafunc.fixturenames or hasattr(metafunc.function, "sqlite_only"):
+        return
+    postgres_only = metafunc.definition.get_closest_marker("postgres_only") is not None
+    backends = ["postgres"] if postgres_only else BACKENDS
+    metafunc.parametrize("database_url", backends, indirect=True)
 
 
 @pytest.fixture

@@ -7,12 +7,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from db.models import Run, RunEvent
+from db.engine import read_connections
+from db.models import Run, RunEvent, RunRow
 from db.queries import (
+    RunFilters,
+    RunSort,
     append_event,
     driver,
     list_events,
     list_log_lines,
+    list_run_rows,
+    list_runs,
     read_session,
     write_session,
 )
@@ -30,7 +35,7 @@ def _runs_since(session: sa.orm.Session, since: datetime) -> list[tuple[int, dat
         ),
         {"since": since},
     )
-    convert = driver.timestamp(driver.is_sqlite(session))  # type: ignore[arg-type]
+    convert = driver.timestamp(session.get_bind().dialect.name == "sqlite")
     return [(run_id, convert(created)) for run_id, created in rows]
 
 
@@ -109,3 +114,69 @@ def test_log_lines_match_the_orm_read_for_every_filter(engine: sa.Engine) -> Non
             expected = [(e.id, e.ts, e.run_id, e.level, e.kind, e.step, e.message) for e in events]
             assert [tuple(line) for line in lines] == expected, case
             assert all(line.ts.tzinfo is not None for line in lines)
+
+
+@pytest.mark.postgres_only  # a server can drop connections; SQLite has none to lose
+def test_kept_read_connections_recover_when_the_server_drops_them(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        run = make_run(session)
+        append_event(session=session, run_id=run.id, message="before the restart")
+    with read_session(engine) as session:
+        assert len(list_log_lines(session=session)) == 1  # the read keeps its connection
+    with engine.connect() as connection:  # as a server restart would, end every other backend
+        connection.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    with read_session(engine) as session:
+        assert [line.message for line in list_log_lines(session=session)] == ["before the restart"]
+
+
+def test_disposing_the_engine_closes_kept_read_connections(engine: sa.Engine) -> None:
+    with read_session(engine) as session:
+        list_log_lines(session=session)
+    readers = read_connections(engine)
+    kept = readers.take()
+    readers.give_back(kept)
+    engine.dispose()
+    with pytest.raises(engine.dialect.loaded_dbapi.Error):
+        kept.cursor().execute("SELECT 1")
+
+
+def test_run_rows_match_the_orm_history_for_every_filter_and_sort(engine: sa.Engine) -> None:
+    now = datetime.now(UTC)
+    with write_session(engine) as session:
+        for i in range(12):
+            started = now - timedelta(hours=i, minutes=i * 7)
+            make_run(
+                session,
+                job=("demo", "csv_import")[i % 2],
+                status=("finished", "failed", "cancelled")[i % 3],
+                created_at=started,
+                started_at=started,
+                ended_at=started + timedelta(seconds=10 + i * (-1) ** i),
+                records_loaded=i * 10,
+                error_message=f"boom {i} 100%" if i % 3 == 1 else None,
+                counters={"rows": i},
+            )
+    cases = [
+        (RunFilters(), RunSort()),
+        (RunFilters(statuses=("failed", "cancelled")), RunSort(key="duration")),
+        (RunFilters(jobs=("demo",), since=now - timedelta(hours=6)), RunSort(key="records")),
+        (RunFilters(until=now - timedelta(hours=3)), RunSort(key="status", descending=False)),
+        (RunFilters(error_text="0%", triggers=("manual",)), RunSort(descending=False)),
+    ]
+    with read_session(engine) as session:
+        for filters, sort in cases:
+            for page in (1, 2):
+                rows = list_run_rows(
+                    session=session, filters=filters, sort=sort, page=page, page_size=4
+                )
+                orm = list_runs(session=session, filters=filters, sort=sort, page=page, page_size=4)
+                assert rows.total == orm.total, (filters, sort)
+                expected = [
+                    tuple(getattr(run, name) for name in RunRow._fields) for run in orm.runs
+                ]
+                assert [tuple(row) for row in rows.runs] == expected, (filters, sort, page)

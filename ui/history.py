@@ -10,13 +10,13 @@ from typing import Any
 import sqlalchemy as sa
 import streamlit as st
 
-from db.models import Run, RunRecord, RunStatus
+from db.models import Run, RunRecord, RunRow, RunStatus
 from db.queries import (
     RunPage,
     RunwatchError,
     get_run,
     list_events,
-    list_runs,
+    list_run_rows,
     read_session,
     record_audit,
     resume_run,
@@ -30,10 +30,10 @@ TIMELINE_LIMIT = 500
 RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-def load_page(engine: sa.Engine, view: HistoryView) -> tuple[RunPage, int]:
+def load_page(engine: sa.Engine, view: HistoryView) -> tuple[RunPage[RunRow], int]:
     """The view's page of runs and its page number, moved back to the last page if past it."""
     with read_session(engine) as session:
-        found = list_runs(
+        found = list_run_rows(
             session=session,
             filters=view.filters(),
             sort=view.sort,
@@ -43,7 +43,7 @@ def load_page(engine: sa.Engine, view: HistoryView) -> tuple[RunPage, int]:
         last = max(1, math.ceil(found.total / view.page_size))
         if view.page <= last:
             return found, view.page
-        found = list_runs(
+        found = list_run_rows(
             session=session,
             filters=view.filters(),
             sort=view.sort,
@@ -53,11 +53,10 @@ def load_page(engine: sa.Engine, view: HistoryView) -> tuple[RunPage, int]:
         return found, last
 
 
-def table_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
+def table_rows(runs: Sequence[RunRow]) -> list[dict[str, Any]]:
     """The history table's rows: one per run, times in the viewer's zone."""
     rows = []
     for run in runs:
-        record = RunRecord.from_run(run)
         rows.append(
             {
                 "Run": run.id,
@@ -65,7 +64,7 @@ def table_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
                 "Status": status_label(run.status),
                 "Trigger": run.trigger,
                 "Created": local_time(run.created_at),
-                "Duration": format_duration(record.duration),
+                "Duration": format_duration(run.duration),
                 "Records": run.records_loaded,
                 "Rejected": run.records_rejected,
                 "Error": run.error_message or "",
@@ -74,7 +73,7 @@ def table_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
-def runs_table(runs: Sequence[Run]) -> int | None:
+def runs_table(runs: Sequence[RunRow]) -> int | None:
     """Draw the page of runs; return the id of the row the user selected, if any."""
     # A key per set of rows: a selection made on other rows must not pick a run of these.
     shown = hashlib.sha1(",".join(str(run.id) for run in runs).encode()).hexdigest()[:10]

@@ -30,6 +30,7 @@ from db.queries.history import (
     get_run,
     iter_run_rows,
     iter_runs,
+    list_run_rows,
     list_runs,
     runs_query,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "list_jobs",
     "list_log_lines",
     "list_rejects",
+    "list_run_rows",
     "list_runs",
     "live_overview",
     "mark_orphans",

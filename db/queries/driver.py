@@ -1,10 +1,11 @@
-"""Hot reads on the bare driver: a Core statement compiled once, run on a pooled DBAPI connection.
+"""Hot reads on the bare driver: a Core statement compiled once, run on a kept DBAPI connection.
 
 The Live, Logs and History pages read on every refresh tick. Through the ORM each of those reads
 cost 5-15 times the query itself (statement construction and execution, a Row or an object per
-row, a type processor per value). Here a statement is built and compiled once per dialect and
-shape (its `key`), executed with plain parameters, and its rows come back as the driver's tuples;
-the caller converts only the values it needs (`timestamp`, `json_value`).
+row, a type processor per value, a pool checkout with its reset). Here a statement is built and
+compiled once per dialect and shape (its `key`), executed with plain parameters on one of the
+engine's kept read connections (db.engine.ReadConnections), and its rows come back as the
+driver's tuples; the caller converts only the values it needs (`timestamp`, `json_value`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -21,6 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session
+
+from db.engine import ReadConnections, read_connections
 
 Rows = list[tuple[Any, ...]]
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores a (UTC) timestamp
@@ -40,10 +43,15 @@ class Compiled:
 
     def parameters(self, values: Mapping[str, Any]) -> Sequence[Any] | dict[str, Any]:
         """The driver parameters for these named values (constants filled in)."""
-        merged = self.defaults | {name: _plain(v, self.sqlite) for name, v in values.items()}
+        merged = dict(self.defaults)
+        for name, value in values.items():
+            merged[name] = value if type(value) in _AS_IS else _plain(value, self.sqlite)
         if self.order is None:
             return merged
-        return tuple(merged[name] for name in self.order)
+        return tuple(map(merged.__getitem__, self.order))
+
+
+_AS_IS = (int, str, float, bool, type(None))  # values every driver binds unchanged
 
 
 _compiled: dict[tuple[str, Hashable], Compiled] = {}
@@ -91,52 +99,64 @@ def _plain(value: Any, sqlite: bool) -> Any:
     return value
 
 
+class Reader:
+    """A DBAPI cursor and its dialect: runs compiled statements and returns the driver's rows."""
+
+    def __init__(self, dialect: sa.Dialect, cursor: Any, readers: ReadConnections | None) -> None:
+        self.dialect = dialect
+        self.sqlite = dialect.name == "sqlite"  # timestamps and JSON come back as text
+        self.cursor = cursor
+        self._readers = readers  # where the cursor's connection came from (None: a session's)
+
+    def rows(
+        self,
+        key: Hashable,
+        build: Callable[[], sa.ClauseElement],
+        values: Mapping[str, Any] | None = None,
+    ) -> Rows:
+        """Every row of the statement `key` (built by `build` on first use) with these values."""
+        statement = compiled(self.dialect, key, build)
+        parameters = statement.parameters(values or {})
+        for listener in _listeners:
+            listener(statement.sql, parameters)
+        error_class = self.dialect.loaded_dbapi.Error
+        try:
+            return self._run(statement.sql, parameters)
+        except error_class as error:
+            # the SQLAlchemy exception the ORM would raise, so callers handle both paths alike
+            raise sa.exc.DBAPIError.instance(
+                statement.sql, parameters, error, error_class, dialect=self.dialect
+            ) from error
+
+    def _run(self, sql: str, parameters: Any) -> Rows:
+        try:
+            self.cursor.execute(sql, parameters)
+        except self.dialect.loaded_dbapi.Error as error:
+            if self._readers is None or not self._readers.lost(error, self.cursor.connection):
+                raise
+            # the server went away since this kept connection last read: once more on a new one
+            self.cursor = self._readers.take().cursor()
+            self.cursor.execute(sql, parameters)
+        rows: Rows = self.cursor.fetchall()
+        return rows
+
+
 @contextmanager
-def cursor(session: Session) -> Iterator[Any]:
-    """A DBAPI cursor: in the session's transaction when it has one (its own writes are seen),
-    else on a pooled connection of its engine, each statement reading the latest commits."""
+def reader(session: Session) -> Iterator[Reader]:
+    """A Reader in the session's transaction when it has one (its own writes are seen), else on
+    one of the engine's kept read connections, where each statement reads the latest commits."""
     bind = session.get_bind()
     if session.in_transaction() or isinstance(bind, sa.Connection):
-        raw = session.connection().connection
-        handle = raw.cursor()
-        try:
-            yield handle
-        finally:
-            handle.close()
+        with closing(session.connection().connection.cursor()) as handle:
+            yield Reader(bind.dialect, handle, None)
         return
-    pooled = bind.raw_connection()
+    readers = read_connections(bind)
+    db = Reader(bind.dialect, readers.take().cursor(), readers)
     try:
-        handle = pooled.cursor()
-        try:
-            yield handle
-        finally:
-            handle.close()
+        yield db
     finally:
-        pooled.close()
-
-
-def fetch(
-    handle: Any,
-    session: Session,
-    key: Hashable,
-    build: Callable[[], sa.ClauseElement],
-    values: Mapping[str, Any] | None = None,
-) -> Rows:
-    """Every row of the statement `key` (built by `build` on first use) with these values."""
-    dialect = session.get_bind().dialect
-    statement = compiled(dialect, key, build)
-    parameters = statement.parameters(values or {})
-    for listener in _listeners:
-        listener(statement.sql, parameters)
-    try:
-        handle.execute(statement.sql, parameters)
-        rows: Rows = handle.fetchall()
-    except dialect.loaded_dbapi.Error as error:
-        # the SQLAlchemy exception the ORM would raise, so callers handle both paths alike
-        raise sa.exc.DBAPIError.instance(
-            statement.sql, parameters, error, dialect.loaded_dbapi.Error, dialect=dialect
-        ) from error
-    return rows
+        db.cursor.close()
+        readers.give_back(db.cursor.connection)
 
 
 def read(
@@ -145,14 +165,9 @@ def read(
     build: Callable[[], sa.ClauseElement],
     values: Mapping[str, Any] | None = None,
 ) -> Rows:
-    """One statement's rows on a cursor of its own (see `cursor`)."""
-    with cursor(session) as handle:
-        return fetch(handle, session, key, build, values)
-
-
-def is_sqlite(session: Session) -> bool:
-    """Whether the session's database is SQLite (timestamps and JSON come back as text)."""
-    return session.get_bind().dialect.name == "sqlite"
+    """One statement's rows, on a Reader of its own."""
+    with reader(session) as db:
+        return db.rows(key, build, values)
 
 
 def timestamp(sqlite: bool) -> Callable[[Any], datetime | None]:
@@ -173,8 +188,12 @@ def json_value(sqlite: bool) -> Callable[[Any], Any]:
     return _json_text if sqlite else _json_decoded
 
 
+_DECODER = json.JSONDecoder()
+
+
 def _json_text(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
+    # raw_decode skips json.loads' type and trailing-whitespace checks: this JSON is our own
+    return None if value is None else _DECODER.raw_decode(value)[0]
 
 
 def _json_decoded(value: Any) -> Any:

@@ -190,9 +190,10 @@ def list_log_lines(
             .limit(sa.bindparam("limit"))
         )
 
-    rows = driver.read(session, ("log_lines", *binds), build, binds | {"limit": limit})
+    with driver.reader(session) as db:
+        rows = db.rows(("log_lines", *binds), build, binds | {"limit": limit})
     line = tuple.__new__  # a LogLine built in C: NamedTuple's own __new__ is Python, per row
-    if driver.is_sqlite(session):
+    if db.sqlite:
         utc = driver.SQLITE_UTC
         return [line(LogLine, (i, iso(t + utc), r, lv, k, s, m)) for i, t, r, lv, k, s, m in rows]
     return [line(LogLine, (i, t.astimezone(UTC), r, lv, k, s, m)) for i, t, r, lv, k, s, m in rows]

@@ -5,14 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from db.models import Run
+from db.models import Run, RunRow
+from db.queries import driver
 from db.queries.base import _escape_like
 from db.queries.errors import NotFound
+
+R = TypeVar("R", Run, RunRow)  # what a page of runs holds
 
 
 def get_run(*, session: Session, run_id: int, fresh: bool = False) -> Run:
@@ -62,29 +65,52 @@ class RunSort:
 
 
 @dataclass
-class RunPage:
+class RunPage(Generic[R]):
     """One page of the filtered history and the size of the whole filtered set."""
 
-    runs: list[Run] = field(default_factory=list)
+    runs: list[R] = field(default_factory=list)
     total: int = 0
 
 
 def filter_clause(filters: RunFilters) -> sa.ColumnElement[bool]:
     """The WHERE clause of `filters` on the run table."""
-    clauses: list[sa.ColumnElement[bool]] = []
-    if filters.statuses:
-        clauses.append(col(Run.status).in_(filters.statuses))
-    if filters.jobs:
-        clauses.append(col(Run.job).in_(filters.jobs))
-    if filters.triggers:
-        clauses.append(col(Run.trigger).in_(filters.triggers))
+    return _run_where(_run_binds(filters))
+
+
+def _run_binds(filters: RunFilters) -> dict[str, Any]:
+    """The named values of the filters' bind parameters; their names say which filters apply."""
+    binds: dict[str, Any] = {}
+    for field_name, values in (
+        ("status", filters.statuses),
+        ("job", filters.jobs),
+        ("trigger", filters.triggers),
+    ):
+        binds.update({f"runs_{field_name}_{i}": value for i, value in enumerate(values)})
     if filters.since is not None:
-        clauses.append(col(Run.created_at) >= filters.since)
+        binds["runs_since"] = filters.since
     if filters.until is not None:
-        clauses.append(col(Run.created_at) < filters.until)
+        binds["runs_until"] = filters.until
     if filters.error_text:
-        pattern = f"%{_escape_like(filters.error_text)}%"
-        clauses.append(col(Run.error_message).ilike(pattern, escape="\\"))
+        binds["runs_error"] = f"%{_escape_like(filters.error_text)}%"
+    return binds
+
+
+def _run_where(binds: dict[str, Any]) -> sa.ColumnElement[bool]:
+    """The WHERE clause of the filters named in `binds` (see _run_binds)."""
+
+    def bound(name: str) -> Any:
+        return sa.bindparam(name, binds[name])
+
+    clauses: list[sa.ColumnElement[bool]] = []
+    for name, column in (("status", Run.status), ("job", Run.job), ("trigger", Run.trigger)):
+        if values := [bound(bind) for bind in binds if bind.startswith(f"runs_{name}_")]:
+            clauses.append(col(column).in_(values))
+    if "runs_since" in binds:
+        clauses.append(col(Run.created_at) >= bound("runs_since"))
+    if "runs_until" in binds:
+        clauses.append(col(Run.created_at) < bound("runs_until"))
+    if "runs_error" in binds:
+        clauses.append(col(Run.error_message).ilike(bound("runs_error"), escape="\\"))
     return sa.and_(sa.true(), *clauses)
 
 
@@ -119,7 +145,7 @@ def list_runs(
     sort: RunSort | None = None,
     page: int = 1,
     page_size: int = 50,
-) -> RunPage:
+) -> RunPage[Run]:
     """One page (1-based) of the filtered, sorted history, with the filtered total."""
     filters, sort = filters or RunFilters(), sort or RunSort()
     if page < 1 or page_size < 1:
@@ -127,6 +153,59 @@ def list_runs(
     query = runs_query(filters, sort, session.get_bind().dialect.name)
     runs = session.exec(query.offset((page - 1) * page_size).limit(page_size)).all()
     return RunPage(runs=list(runs), total=count_runs(session=session, filters=filters))
+
+
+def list_run_rows(
+    *,
+    session: Session,
+    filters: RunFilters | None = None,
+    sort: RunSort | None = None,
+    page: int = 1,
+    page_size: int = 50,
+) -> RunPage[RunRow]:
+    """list_runs as the History page reads it on every rerun: RunRows, on the bare driver."""
+    filters, sort = filters or RunFilters(), sort or RunSort()
+    if page < 1 or page_size < 1:
+        raise ValueError("page and page_size start at 1")
+    binds = _run_binds(filters)
+    dialect = session.get_bind().dialect.name
+
+    def page_query() -> sa.Select[Any]:
+        return (
+            sa.select(*RUN_ROW_COLUMNS)
+            .where(_run_where(binds))
+            .order_by(*_order_by(sort, dialect))
+            .limit(sa.bindparam("limit"))
+            .offset(sa.bindparam("offset"))
+        )
+
+    def count_query() -> sa.Select[Any]:
+        return sa.select(sa.func.count()).select_from(Run).where(_run_where(binds))
+
+    window = {"limit": page_size, "offset": (page - 1) * page_size}
+    with driver.reader(session) as db:
+        rows = db.rows(("run_rows", *binds, sort), page_query, binds | window)
+        total = db.rows(("run_count", *binds), count_query, binds)[0][0]
+    return RunPage(runs=run_rows(rows, db.sqlite), total=int(total))
+
+
+RUN_ROW_COLUMNS = tuple(col(getattr(Run, name)) for name in RunRow._fields)
+
+
+def run_rows(rows: driver.Rows, sqlite: bool) -> list[RunRow]:
+    """Driver rows of RUN_ROW_COLUMNS as RunRows: timestamps aware UTC, counters decoded."""
+    ts, data, row = driver.timestamp(sqlite), driver.json_value(sqlite), tuple.__new__
+    return [
+        row(
+            RunRow,
+            (i, job, status, trigger, by, ts(created), ts(started), ts(ended), total, offset)
+            + (loaded, rejected, data(counters), step, kind, message, resumed, bool(cancel)),
+        )
+        for (
+            i, job, status, trigger, by, created, started, ended, total, offset,
+            loaded, rejected, counters, step, kind, message, resumed, cancel,
+        ) in rows
+    ]  # fmt: skip
 
 
 def count_runs(*, session: Session, filters: RunFilters | None = None) -> int:

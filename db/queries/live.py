@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
-from db.models import ACTIVE_STATUSES, Job, Run, RunRecord, RunStatus, run_duration
-from db.queries.history import get_run
+from db.models import ACTIVE_STATUSES, Job, Run, RunRow, RunStatus
+from db.queries import driver
+from db.queries.history import RUN_ROW_COLUMNS, duration_expr, run_rows
 
 HISTORY_RUNS = 50  # past successful runs an ETA learns from
 
@@ -26,77 +26,90 @@ class JobLive:
     params: dict[str, Any]
     schedule: str | None
     enabled: bool
-    recent: list[RunRecord]  # the five latest runs, newest first
-    last_success: RunRecord | None
+    recent: list[RunRow]  # the five latest runs, newest first
+    last_success: RunRow | None
     throughputs: list[float]  # records/s of recent successful runs that did not resume another
-    cancel_requested: bool = False  # of the active run
 
     @property
-    def active(self) -> RunRecord | None:
+    def active(self) -> RunRow | None:
         """The pending or running run (always the newest: a job has at most one active run)."""
         latest = self.recent[0] if self.recent else None
         return latest if latest and latest.status in ACTIVE_STATUSES else None
 
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether the active run was asked to stop."""
+        return self.active is not None and self.active.cancel_requested
+
 
 def live_overview(*, session: Session, jobs: Sequence[str] = ()) -> list[JobLive]:
-    """Every job (or those named) with its five latest runs, last success and throughput history."""
-    query = select(Job).order_by(Job.name)
-    if jobs:
-        query = query.where(col(Job.name).in_(list(jobs)))
-    return [_job_live(session, job) for job in session.exec(query).all()]
+    """Every job (or those named) with its five latest runs, last success and throughput history.
+
+    Read on the bare driver (db.queries.driver): every open Live page asks every refresh tick.
+    """
+    names = {f"job_{i}": name for i, name in enumerate(jobs)}
+    with driver.reader(session) as db:
+        found = db.rows(("live_jobs", *names), lambda: _jobs(names), names)
+        return [_job_live(db, row) for row in found]
 
 
-def _job_live(session: Session, job: Job) -> JobLive:
-    recent = session.exec(
-        select(Run)
-        .where(Run.job == job.name)
-        .order_by(col(Run.created_at).desc(), col(Run.id).desc())
-        .limit(5)
-    ).all()
-    successes = _successes(session, job.name)
-    last_success = next((r for r in recent if r.status == RunStatus.FINISHED), None)
+def _jobs(names: dict[str, str]) -> sa.Select[Any]:
+    query = sa.select(*(col(getattr(Job, name)) for name in _JOB_COLUMNS)).order_by(col(Job.name))
+    if names:
+        query = query.where(col(Job.name).in_([sa.bindparam(key, v) for key, v in names.items()]))
+    return query
+
+
+_JOB_COLUMNS = ("name", "title", "kind", "params", "schedule", "enabled")
+
+
+def _job_live(db: driver.Reader, job: tuple[Any, ...]) -> JobLive:
+    name, title, kind, params, schedule, enabled = job
+    values = {"job": name, "finished": RunStatus.FINISHED}
+    recent = run_rows(db.rows("live_recent", _recent, values), db.sqlite)
+    successes = db.rows("live_successes", lambda: _successes(db.dialect.name), values)
+    last_success = next((run for run in recent if run.status == RunStatus.FINISHED), None)
     if last_success is None and successes:
-        last_success = get_run(session=session, run_id=successes[0][0])
+        by_id = {"run_id": successes[0][0]}
+        last_success = run_rows(db.rows("live_run", _run, by_id), db.sqlite)[0]
     return JobLive(
-        name=job.name,
-        title=job.title,
-        kind=job.kind,
-        params=dict(job.params or {}),
-        schedule=job.schedule,
-        enabled=job.enabled,
-        recent=[RunRecord.from_run(run) for run in recent],
-        last_success=RunRecord.from_run(last_success) if last_success else None,
-        throughputs=[rate for *_, rate in successes if rate is not None],
-        cancel_requested=bool(recent and recent[0].cancel_requested),
+        name=name,
+        title=title,
+        kind=kind,
+        params=dict(driver.json_value(db.sqlite)(params) or {}),
+        schedule=schedule,
+        enabled=bool(enabled),
+        recent=recent,
+        last_success=last_success,
+        throughputs=[rate for _, rate in successes if rate is not None],
     )
 
 
-def _successes(session: Session, job: str) -> list[tuple[int, float | None]]:
-    """Id and throughput (records/s; None when unmeasurable) of the job's newest finished runs.
+def _recent() -> sa.Select[Any]:
+    return (
+        sa.select(*RUN_ROW_COLUMNS)
+        .where(col(Run.job) == sa.bindparam("job"))
+        .order_by(col(Run.created_at).desc(), col(Run.id).desc())
+        .limit(5)
+    )
 
-    Plain columns, not ORM objects: the history is 50 rows a tick and needs no JSON decoding.
-    """
-    rows = session.execute(
-        sa.select(
-            col(Run.id),
-            col(Run.offset),
-            col(Run.started_at),
-            col(Run.ended_at),
-            col(Run.resumed_from),
-        )
-        .where(col(Run.job) == job, col(Run.status) == RunStatus.FINISHED)
+
+def _run() -> sa.Select[Any]:
+    return sa.select(*RUN_ROW_COLUMNS).where(col(Run.id) == sa.bindparam("run_id"))
+
+
+def _successes(dialect: str) -> sa.Select[Any]:
+    """Id and throughput (records/s; NULL when unmeasurable or resumed) of the job's newest
+    finished runs: computed in SQL, so the tick converts no timestamps."""
+    duration = duration_expr(dialect)
+    measurable = sa.and_(col(Run.resumed_from).is_(None), col(Run.offset) > 0, duration > 0)
+    rate = sa.case((measurable, sa.cast(col(Run.offset), sa.Float) / duration))
+    return (
+        sa.select(col(Run.id), rate)
+        .where(col(Run.job) == sa.bindparam("job"), col(Run.status) == sa.bindparam("finished"))
         .order_by(col(Run.created_at).desc(), col(Run.id).desc())
         .limit(HISTORY_RUNS)
-    ).all()
-    return [
-        (run_id, _rate(offset, started, ended) if resumed is None else None)
-        for run_id, offset, started, ended, resumed in rows
-    ]
-
-
-def _rate(records: int, started: datetime | None, ended: datetime | None) -> float | None:
-    seconds = run_duration(started, ended) or 0.0
-    return records / seconds if seconds > 0 and records > 0 else None
+    )
 
 
 def recent_run_ids(*, session: Session, job: str | None = None, limit: int = 100) -> list[int]:
