@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from db.models import Run, RunRecord, run_duration
+from db.models import Run, RunRecord, RunRow, run_duration
 from db.queries import (
     RunFilters,
     RunSort,
@@ -43,56 +43,38 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="microseconds") if value else None
 
 
-# The run columns an export reads: a plain-row select of these is several times faster than ORM
-# objects validated into RunRecord, and `record_values` turns either into the same values.
-COLUMNS = (
-    Run.id,
-    Run.job,
-    Run.status,
-    Run.trigger,
-    Run.triggered_by,
-    Run.started_at,
-    Run.ended_at,
-    Run.total_records,
-    Run.offset,
-    Run.records_loaded,
-    Run.records_rejected,
-    Run.counters,
-    Run.current_step,
-    Run.error_type,
-    Run.error_message,
-    Run.created_at,
-    Run.resumed_from,
-)
-
-
-def record_values(run: Run | sa.Row[Any]) -> dict[str, Any]:
+def record_values(run: Run | RunRow) -> dict[str, Any]:
     """The run's public record (RunRecord's fields, in order) as plain JSON values.
 
-    Times are ISO-8601 UTC, durations in seconds to the ms. `run` is a Run or a row of COLUMNS.
+    Times are ISO-8601 UTC, durations in seconds to the ms.
     """
+    return dict(zip(FIELDS, _values(run), strict=True))
+
+
+def _values(run: Run | RunRow) -> list[Any]:
+    """record_values' values in FIELDS order (the per-row work of every export)."""
     started, ended = run.started_at, run.ended_at
     duration = run_duration(started, ended)
-    return {
-        "id": run.id,
-        "job": run.job,
-        "status": run.status,
-        "trigger": run.trigger,
-        "triggered_by": run.triggered_by,
-        "start_date": _iso(started),
-        "end_date": _iso(ended),
-        "duration": None if duration is None else round(duration, 3),
-        "total_records": run.total_records,
-        "offset": run.offset,
-        "records_loaded": run.records_loaded,
-        "records_rejected": run.records_rejected,
-        "counters": dict(run.counters or {}),
-        "current_step": run.current_step,
-        "error_type": run.error_type,
-        "error_message": run.error_message,
-        "created_at": _iso(run.created_at),
-        "resumed_from": run.resumed_from,
-    }
+    return [
+        run.id,
+        run.job,
+        run.status,
+        run.trigger,
+        run.triggered_by,
+        _iso(started),
+        _iso(ended),
+        None if duration is None else round(duration, 3),
+        run.total_records,
+        run.offset,
+        run.records_loaded,
+        run.records_rejected,
+        dict(run.counters or {}),
+        run.current_step,
+        run.error_type,
+        run.error_message,
+        _iso(run.created_at),
+        run.resumed_from,
+    ]
 
 
 # Where each kind of cell sits in a CSV row: the counters are written as compact sorted JSON and
@@ -110,18 +92,19 @@ _TEXT_CELLS = tuple(
         "error_message",
     )
 )
+_compact_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
-def _csv_row(run: Run | sa.Row[Any]) -> list[Any]:
-    row = list(record_values(run).values())
-    row[_COUNTERS] = json.dumps(row[_COUNTERS], sort_keys=True, separators=(",", ":"))
+def _csv_row(run: Run | RunRow) -> list[Any]:
+    row = _values(run)
+    row[_COUNTERS] = _compact_json(row[_COUNTERS]) if row[_COUNTERS] else "{}"
     for index in _TEXT_CELLS:
         if row[index]:
             row[index] = neutralise(row[index])
     return row
 
 
-def csv_chunks(runs: Iterable[Run | sa.Row[Any]]) -> Iterator[str]:
+def csv_chunks(runs: Iterable[Run | RunRow]) -> Iterator[str]:
     """The runs as CSV text (header first), a chunk per thousand rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -135,7 +118,7 @@ def csv_chunks(runs: Iterable[Run | sa.Row[Any]]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
-def json_chunks(runs: Iterable[Run | sa.Row[Any]]) -> Iterator[str]:
+def json_chunks(runs: Iterable[Run | RunRow]) -> Iterator[str]:
     """The runs as a JSON array, one record per line, a chunk per thousand rows."""
     parts, empty = ["["], True
     for run in runs:
@@ -167,7 +150,7 @@ def stream_export(
     filters, sort = filters or RunFilters(), sort or RunSort()
     digest, rows = hashlib.sha256(), 0
 
-    def counted(runs: Iterator[sa.Row[Any]]) -> Iterator[sa.Row[Any]]:
+    def counted(runs: Iterator[RunRow]) -> Iterator[RunRow]:
         nonlocal rows
         for run in runs:
             rows += 1
@@ -175,7 +158,7 @@ def stream_export(
 
     chunks = csv_chunks if fmt == "csv" else json_chunks
     with read_session(engine) as session:
-        rows_in_order = iter_run_rows(session=session, columns=COLUMNS, filters=filters, sort=sort)
+        rows_in_order = iter_run_rows(session=session, filters=filters, sort=sort)
         for text in chunks(counted(rows_in_order)):
             data = text.encode("utf-8")
             digest.update(data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -115,20 +116,45 @@ class Reader:
         values: Mapping[str, Any] | None = None,
     ) -> Rows:
         """Every row of the statement `key` (built by `build` on first use) with these values."""
+        sql, parameters = self._prepare(key, build, values)
+        try:
+            self._execute(sql, parameters)
+            rows: Rows = self.cursor.fetchall()
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self._translated(sql, parameters, error) from error
+        return rows
+
+    def chunks(
+        self,
+        key: Hashable,
+        build: Callable[[], sa.ClauseElement],
+        values: Mapping[str, Any] | None = None,
+        size: int = 2000,
+    ) -> Iterator[Rows]:
+        """The statement's rows in chunks of `size` (constant memory on a `streaming` Reader)."""
+        sql, parameters = self._prepare(key, build, values)
+        try:
+            self._execute(sql, parameters)
+            while rows := self.cursor.fetchmany(size):
+                yield rows
+        except self.dialect.loaded_dbapi.Error as error:
+            raise self._translated(sql, parameters, error) from error
+
+    def _prepare(
+        self, key: Hashable, build: Callable[[], sa.ClauseElement], values: Mapping[str, Any] | None
+    ) -> tuple[str, Any]:
         statement = compiled(self.dialect, key, build)
         parameters = statement.parameters(values or {})
         for listener in _listeners:
             listener(statement.sql, parameters)
-        error_class = self.dialect.loaded_dbapi.Error
-        try:
-            return self._run(statement.sql, parameters)
-        except error_class as error:
-            # the SQLAlchemy exception the ORM would raise, so callers handle both paths alike
-            raise sa.exc.DBAPIError.instance(
-                statement.sql, parameters, error, error_class, dialect=self.dialect
-            ) from error
+        return statement.sql, parameters
 
-    def _run(self, sql: str, parameters: Any) -> Rows:
+    def _translated(self, sql: str, parameters: Any, error: Exception) -> sa.exc.StatementError:
+        # the SQLAlchemy exception the ORM would raise, so callers handle both paths alike
+        error_class = self.dialect.loaded_dbapi.Error
+        return sa.exc.DBAPIError.instance(sql, parameters, error, error_class, dialect=self.dialect)
+
+    def _execute(self, sql: str, parameters: Any) -> None:
         try:
             self.cursor.execute(sql, parameters)
         except self.dialect.loaded_dbapi.Error as error:
@@ -137,8 +163,6 @@ class Reader:
             # the server went away since this kept connection last read: once more on a new one
             self.cursor = self._readers.take().cursor()
             self.cursor.execute(sql, parameters)
-        rows: Rows = self.cursor.fetchall()
-        return rows
 
 
 @contextmanager
@@ -157,6 +181,18 @@ def reader(session: Session) -> Iterator[Reader]:
     finally:
         db.cursor.close()
         readers.give_back(db.cursor.connection)
+
+
+@contextmanager
+def streaming(session: Session) -> Iterator[Reader]:
+    """A Reader for results too large to hold, in the session's transaction: its `chunks` come
+    from a server-side cursor on PostgreSQL (which keeps one only inside a transaction)."""
+    connection = session.connection()
+    raw = connection.connection
+    sqlite = connection.dialect.name == "sqlite"
+    handle = raw.cursor() if sqlite else raw.cursor(name=f"runwatch_stream_{uuid.uuid4().hex[:12]}")
+    with closing(handle):
+        yield Reader(connection.dialect, handle, None)
 
 
 def read(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -171,13 +172,8 @@ def list_run_rows(
     dialect = session.get_bind().dialect.name
 
     def page_query() -> sa.Select[Any]:
-        return (
-            sa.select(*RUN_ROW_COLUMNS)
-            .where(_run_where(binds))
-            .order_by(*_order_by(sort, dialect))
-            .limit(sa.bindparam("limit"))
-            .offset(sa.bindparam("offset"))
-        )
+        query = _rows_query(binds, sort, dialect)
+        return query.limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
 
     def count_query() -> sa.Select[Any]:
         return sa.select(sa.func.count()).select_from(Run).where(_run_where(binds))
@@ -232,13 +228,20 @@ def iter_runs(
 def iter_run_rows(
     *,
     session: Session,
-    columns: Sequence[Any],
     filters: RunFilters | None = None,
     sort: RunSort | None = None,
     chunk: int = 2000,
-) -> Iterator[sa.Row[Any]]:
-    """Some columns of every run the filters select, in order, streamed as plain rows (no ORM objects)."""
+) -> Iterator[RunRow]:
+    """Every run the filters select, in order, as RunRows streamed in chunks (the audit exports)."""
     filters, sort = filters or RunFilters(), sort or RunSort()
+    binds = _run_binds(filters)
     dialect = session.get_bind().dialect.name
-    query = sa.select(*columns).where(filter_clause(filters)).order_by(*_order_by(sort, dialect))
-    yield from session.execute(query.execution_options(yield_per=chunk))
+    with driver.streaming(session) as db:
+        query = partial(_rows_query, binds, sort, dialect)
+        for rows in db.chunks(("run_stream", *binds, sort), query, binds, chunk):
+            yield from run_rows(rows, db.sqlite)
+
+
+def _rows_query(binds: dict[str, Any], sort: RunSort, dialect: str) -> sa.Select[Any]:
+    """The RUN_ROW_COLUMNS of the runs filtered by `binds` (see _run_binds), in `sort` order."""
+    return sa.select(*RUN_ROW_COLUMNS).where(_run_where(binds)).order_by(*_order_by(sort, dialect))
