@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 
 from db.models import RunEvent
-from db.queries import list_events, read_session
+from db.queries import LogLine, list_log_lines, read_session
 
 CHUNK = 2000  # events per read: constant memory however long the log is
 
 
-def format_line(event: RunEvent) -> str:
+def format_line(event: RunEvent | LogLine) -> str:
     """One event as a log line: ISO-8601 UTC time, level, kind, step, message."""
     return f"{event.ts.isoformat()} {event.level:<7} {event.kind:<8} {event.step or '-':<9} {event.message}\n"
 
@@ -22,8 +22,10 @@ def stream_log(engine: sa.Engine, *, run_id: int, chunk: int = CHUNK) -> Iterato
     after = 0
     while True:
         with read_session(engine) as session:
-            events = list_events(session=session, run_id=run_id, after_id=after, limit=chunk)
+            events = list_log_lines(
+                session=session, run_id=run_id, after_id=after, limit=chunk, newest_first=False
+            )
         if not events:
             return
         yield "".join(format_line(event) for event in events).encode()
-        after = events[-1].id or after
+        after = events[-1].id

@@ -108,9 +108,10 @@ def test_log_lines_match_the_orm_read_for_every_filter(engine: sa.Engine) -> Non
     ]
     with read_session(engine) as session:
         for case in cases:
-            lines = list_log_lines(session=session, limit=7, **case)  # type: ignore[arg-type]
+            newest_first = case.get("after_id") is None  # the Logs tick, or the Download log's
+            lines = list_log_lines(session=session, limit=7, newest_first=newest_first, **case)  # type: ignore[arg-type]
             events: list[RunEvent] = list(
-                list_events(session=session, limit=7, newest_first=True, **case)  # type: ignore[arg-type]
+                list_events(session=session, limit=7, newest_first=newest_first, **case)  # type: ignore[arg-type]
             )
             expected = [(e.id, e.ts, e.run_id, e.level, e.kind, e.step, e.message) for e in events]
             assert [tuple(line) for line in lines] == expected, case

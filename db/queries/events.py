@@ -174,8 +174,10 @@ def list_log_lines(
     min_level: str | None = None,
     text: str | None = None,
     limit: int = 500,
+    newest_first: bool = True,
 ) -> list[LogLine]:
-    """The newest matching run events after `after_id`, newest first: the Logs page's tick.
+    """The newest matching run events after `after_id` (or, not `newest_first`, the oldest):
+    the Logs page's tick and the Download log's chunks.
 
     Read on the bare driver (db.queries.driver): it runs for every open Logs page every
     two seconds, and through the ORM it cost several times the query.
@@ -183,15 +185,16 @@ def list_log_lines(
     binds = _event_binds(run_id=run_id, job=job, after_id=after_id, min_level=min_level, text=text)
 
     def build() -> sa.Select[Any]:
+        event_id = col(RunEvent.id)
         return (
             sa.select(*(col(getattr(RunEvent, name)) for name in LogLine._fields))
             .where(*_event_filters(binds))
-            .order_by(col(RunEvent.id).desc())
+            .order_by(event_id.desc() if newest_first else event_id)
             .limit(sa.bindparam("limit"))
         )
 
     with driver.reader(session) as db:
-        rows = db.rows(("log_lines", *binds), build, binds | {"limit": limit})
+        rows = db.rows(("log_lines", newest_first, *binds), build, binds | {"limit": limit})
     line = tuple.__new__  # a LogLine built in C: NamedTuple's own __new__ is Python, per row
     if db.sqlite:
         utc = driver.SQLITE_UTC
