@@ -66,6 +66,7 @@ class RawFeed:
     def __init__(self, script: Callable[[int], list[Any]], head: bytes = HEAD) -> None:
         self.script, self.head = script, head
         self.last_event_ids: list[str | None] = []
+        self.requests: list[dict[str, str]] = []  # each connection's headers
         self.stopped = threading.Event()
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/feed"
@@ -88,6 +89,7 @@ class RawFeed:
                 line.split(": ", 1) for line in request.decode().split("\r\n")[1:] if ": " in line
             )
             number = len(self.last_event_ids)
+            self.requests.append(headers)
             self.last_event_ids.append(headers.get("Last-Event-ID"))
             conn.sendall(self.head)
             for piece in self.script(number):
@@ -291,6 +293,38 @@ def test_a_mirror_job_of_another_kind_fails_the_follow_with_a_clear_message(
     run = stored(engine, follow_id)
     assert run.status == "failed" and run.error_type == "JobError"
     assert "Job 'demo' is a demo job" in run.error_message
+
+
+def test_header_values_read_environment_references_at_connect_time(
+    engine: sa.Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNWATCH_TEST_FEED_TOKEN", "s3cret")
+    headers = {"Authorization": "Bearer ${RUNWATCH_TEST_FEED_TOKEN}", "X-Team": "data"}
+    with raw_feed(lambda number: ALL) as feed:
+        params = {"url": feed.url, "job_name": "mirror", "headers": headers}
+        follow_id, thread = start_follow(engine, settings, **params)
+        wait_for(lambda: feed.requests, "a connection")
+        follow = stop_follow(engine, follow_id, thread)
+    assert feed.requests[0]["Authorization"] == "Bearer s3cret"
+    assert feed.requests[0]["X-Team"] == "data"
+    assert follow.params["headers"] == headers  # the run records the reference, not the secret
+    assert "s3cret" not in json.dumps([e.data for e in events_of(engine, follow_id)])
+
+
+def test_a_header_referring_to_a_missing_variable_fails_the_follow_by_name(
+    engine: sa.Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RUNWATCH_TEST_NO_SUCH", raising=False)
+    with raw_feed(lambda number: ALL) as feed:
+        headers = {"Authorization": "Bearer ${RUNWATCH_TEST_NO_SUCH}"}
+        follow_id, thread = start_follow(
+            engine, settings, url=feed.url, job_name="mirror", headers=headers
+        )
+        thread.join(WAIT_S)
+    run = stored(engine, follow_id)
+    assert run.status == "failed" and run.error_type == "JobError"
+    assert "no environment variable RUNWATCH_TEST_NO_SUCH is set" in run.error_message
+    assert not feed.requests
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The sse_follow job: mirror a remote ETL's Server-Sent Events feed into local runs and events.
 
-Parameters: `url` (the feed), optional `headers` (sent with every request), `job_name` (the local
+Parameters: `url` (the feed), optional `headers` (sent with every request; `${NAME}` in a value is
+read from the environment at connect time, so a token is never stored), `job_name` (the local
 job the remote runs are mirrored into; created with kind `remote` when missing, refused when it
 exists with another kind), `read_timeout_s` (default 5) and `backoff_max_s` (default 30).
 
@@ -40,6 +41,7 @@ A log line of a remote run not seen yet creates its mirror as running.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -272,7 +274,8 @@ class SseFollowJob(Job):
             response.close()
 
     def _connect(self, params: dict[str, Any]) -> requests.Response:
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **params["headers"]}
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        headers |= {name: _from_environment(value) for name, value in params["headers"].items()}
         if self.last_id:
             headers["Last-Event-ID"] = self.last_id
         # control must come back before the orphan sweep would fail the running mirrors
@@ -452,6 +455,27 @@ def _headers(value: Any) -> dict[str, str]:
     ):
         raise JobError("Parameter 'headers' must be an object mapping header names to strings.")
     return dict(value)
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _from_environment(value: str) -> str:
+    """A header value with each ${NAME} replaced by that environment variable of this process.
+
+    Secrets (tokens, passwords) stay out of the job's parameters, which the app, the API and
+    every run's record show: the parameters hold only the reference.
+    """
+
+    def variable(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise JobError(
+                f"Header refers to ${{{name}}}, but no environment variable {name} is set."
+            )
+        return os.environ[name]
+
+    return _REFERENCE.sub(variable, value)
 
 
 def _job_name(value: Any) -> str:
