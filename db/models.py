@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Mapper
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -39,6 +43,23 @@ def utcnow() -> datetime:
 def run_duration(started: datetime | None, ended: datetime | None) -> float | None:
     """Seconds from a run's start to its end; None until it has both."""
     return (ended - started).total_seconds() if started and ended else None
+
+
+class utc_day(FunctionElement[date]):  # noqa: N801 (an SQL function, named as SQL names them)
+    """The UTC calendar day of a timestamp column, as SQL that an index can hold."""
+
+    type = sa.Date()
+    inherit_cache = True
+
+
+@compiles(utc_day)
+def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date({compiler.process(element.clauses, **kw)})"  # stored as UTC text already
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgres(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"date(timezone('UTC', {compiler.process(element.clauses, **kw)}))"  # immutable
 
 
 class RunStatus(StrEnum):
@@ -120,24 +141,16 @@ class Run(SQLModel, table=True):
             postgresql_where=ACTIVE_WHERE,
         ),
         sa.Index("ix_run_job_created", "job", "created_at"),
-        # covering: the statistics read these columns from the index, not the wide rows (0003)
-        sa.Index(
-            "ix_run_status_created",
-            "status",
-            "created_at",
-            "job",
-            "started_at",
-            "ended_at",
-            "records_loaded",
-        ),
+        # covering: the statistics read these columns from the index, not the wide rows (0004)
+        sa.Index("ix_run_status_created", "status", "created_at", "job", "duration_s", "ended_at"),
         sa.Index(
             "ix_run_created_cover",
             "created_at",
             "status",
             "job",
-            "started_at",
-            "ended_at",
+            "duration_s",
             "records_loaded",
+            "started_at",
         ),
         sa.Index("ix_run_job_ended", "job", "ended_at", "status"),  # previous/next run of a job
     )
@@ -151,6 +164,7 @@ class Run(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False, index=True)
     started_at: datetime | None = _ts()
     ended_at: datetime | None = _ts()
+    duration_s: float | None = None  # ended_at - started_at, stored with them for the statistics
     total_records: int | None = None
     offset: int = 0
     records_loaded: int = 0
@@ -164,6 +178,26 @@ class Run(SQLModel, table=True):
     worker_id: str | None = Field(default=None, max_length=200)
     resumed_from: int | None = Field(default=None, foreign_key="run.id")
     cancel_requested: bool = False
+
+
+# covering, in GROUP BY order: the daily statistics read no row and sort nothing (0004)
+sa.Index(
+    "ix_run_day_status",
+    utc_day(col(Run.created_at)),
+    col(Run.status),
+    col(Run.created_at),
+    col(Run.job),
+    col(Run.records_loaded),
+    col(Run.duration_s),
+)
+
+
+@sa.event.listens_for(Run, "before_insert")
+@sa.event.listens_for(Run, "before_update")
+def _store_duration(mapper: Mapper[Run], connection: sa.Connection, run: Run) -> None:
+    """Every ORM write of a run stores its duration beside its start and end (Core writes
+    that set ended_at set duration_s themselves)."""
+    run.duration_s = run_duration(run.started_at, run.ended_at)
 
 
 class RunRow(NamedTuple):

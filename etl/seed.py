@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from db.models import Job, Run, RunEvent, RunStatus, Trigger, utcnow
+from db.models import Job, Run, RunEvent, RunStatus, Trigger, run_duration, utcnow
 from db.queries import bulk_insert, reserve_ids, save_job, write_session
 
 SeedProgress = Callable[[int, int], None]  # (runs seeded so far, runs in all)
@@ -174,6 +174,7 @@ class _History:
             offset = int(total * rng.uniform(0.05, 0.95)) // 100 * 100
         rejected = int(offset * rng.uniform(0, 0.002)) if profile.kind == "csv_import" else 0
         seconds = offset / rng.uniform(*profile.rate) + rng.uniform(0.3, 2.5)
+        ended = started + timedelta(seconds=seconds)
         run: dict[str, Any] = {
             "id": run_id,
             "job": profile.name,
@@ -182,7 +183,8 @@ class _History:
             "params": _params(profile, total),
             "created_at": created,
             "started_at": started,
-            "ended_at": started + timedelta(seconds=seconds),
+            "ended_at": ended,
+            "duration_s": run_duration(started, ended),
             "total_records": total,
             "offset": offset,
             "records_loaded": offset - rejected,

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from db.models import utcnow
+from db.models import Run, RunStatus, utcnow
 from db.queries import (
     StatsScope,
     daily_stats,
     duration_percentiles,
     duration_points,
+    end_run,
     highlighted_runs,
     mean_time_to_recovery,
     read_session,
@@ -140,6 +141,24 @@ def test_empty_scope_has_no_rates(engine: sa.Engine) -> None:
     assert stats.summary.success_rate is None and stats.summary.mttr_s is None
     assert stats.summary.durations.p50_s is None
     assert stats.days == [] and stats.points == [] and stats.highlights == []
+
+
+def test_every_write_that_ends_a_run_stores_its_duration(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        ended = end_run(
+            session=session,
+            run=make_run(session, status="running", ended_at=None),
+            status=RunStatus.FINISHED,
+        )
+        inserted = make_run(session, job="csv_import")  # an ORM insert, ended 30 s after start
+        updated = make_run(session, job="other", status="running", ended_at=None)
+        updated.ended_at = updated.started_at + timedelta(seconds=45)  # an ORM update
+        ids = [ended.id, inserted.id, updated.id]
+    with read_session(engine) as session:
+        stored = [session.get_one(Run, run_id) for run_id in ids]
+    expected = [(r.ended_at - r.started_at).total_seconds() for r in stored]
+    assert [r.duration_s for r in stored] == pytest.approx(expected, abs=1e-6)
+    assert expected[1:] == [30.0, 45.0]
 
 
 def test_range_presets_and_custom_days() -> None:

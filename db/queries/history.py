@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -116,10 +116,8 @@ def _run_where(binds: dict[str, Any]) -> sa.ColumnElement[bool]:
 
 
 def duration_expr(dialect: str) -> sa.ColumnElement[Any]:
-    """A run's duration in seconds as SQL (NULL until it has ended)."""
-    if dialect == "postgresql":
-        return sa.extract("epoch", col(Run.ended_at) - col(Run.started_at))
-    return (sa.func.julianday(Run.ended_at) - sa.func.julianday(Run.started_at)) * 86400.0
+    """A run's duration in seconds as SQL (NULL until it has ended): the stored column."""
+    return cast(sa.ColumnElement[Any], col(Run.duration_s))
 
 
 def _order_by(sort: RunSort, dialect: str) -> list[Any]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from db.models import ACTIVE_STATUSES, EventKind, Run, RunStatus, Trigger, utcnow
+from db.models import ACTIVE_STATUSES, EventKind, Run, RunStatus, Trigger, run_duration, utcnow
 from db.queries.errors import ActiveRunExists, InvalidState
 from db.queries.events import append_event, run_state_event
 from db.queries.history import get_run
@@ -153,18 +153,20 @@ def end_run(
     """Move a run to a terminal status with its final checkpoint and error, and record the change."""
     checkpoint(session=session, run=run, heartbeat=False)
     ended = utcnow()
+    duration = run_duration(run.started_at, ended)
     session.execute(
         sa.update(Run)
         .where(col(Run.id) == run.id)
         .values(
             status=status,
             ended_at=ended,
+            duration_s=duration,
             error_type=error_type,
             error_message=error_message,
             error_detail=error_detail,
         )
     )
-    run.status, run.ended_at = status, ended
+    run.status, run.ended_at, run.duration_s = status, ended, duration
     run.error_type, run.error_message, run.error_detail = error_type, error_message, error_detail
     level = "ERROR" if status == RunStatus.FAILED else "INFO"
     message = f"Run {status}" + (f": {error_message}" if error_message else "")
