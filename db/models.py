@@ -143,15 +143,6 @@ class Run(SQLModel, table=True):
         sa.Index("ix_run_job_created", "job", "created_at"),
         # covering: the statistics read these columns from the index, not the wide rows (0004)
         sa.Index("ix_run_status_created", "status", "created_at", "job", "duration_s", "ended_at"),
-        sa.Index(
-            "ix_run_created_cover",
-            "created_at",
-            "status",
-            "job",
-            "duration_s",
-            "records_loaded",
-            "started_at",
-        ),
         sa.Index("ix_run_job_ended", "job", "ended_at", "status"),  # previous/next run of a job
     )
 
