@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -41,9 +41,9 @@ class Percentiles:
 NO_DURATIONS = Percentiles(0, None, None)
 
 
-@dataclass(frozen=True)
-class RunPoint:
-    """One ended run as a chart point or a highlighted row."""
+class RunPoint(NamedTuple):
+    """One ended run as a chart point or a highlighted row (a named tuple: thousands are built
+    per refresh, three times faster than a frozen dataclass)."""
 
     run_id: int
     job: str
