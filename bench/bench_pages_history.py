@@ -7,7 +7,8 @@ For each backend (SQLite file, PostgreSQL database created and dropped here) it 
 history with etl.seed, then times:
 - one History page (filtered, sorted, page of 50 with the count: list_run_rows), beside
   the very same SQL statements replayed through the bare driver (the floor);
-- the Statistics aggregates for 90 days (etl.stats.load_statistics), beside the same floor;
+- the Statistics aggregates for 90 days (etl.stats.load_statistics), beside the same floor,
+  then each of its data functions beside its own;
 - an AppTest rerun of the History and the Statistics page;
 - Download CSV of every run (SQLite): rows/s and peak Python memory, beside `sqlite3 -csv`.
 Figures print beside their baseline as a ratio.
@@ -20,16 +21,39 @@ import os
 import subprocess
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
 from bench import DEFAULT_POSTGRES_URL, temp_database
-from bench.floor import rerun_ms, row, seed, with_floor
+from bench.floor import (
+    bare_connection,
+    best_ms,
+    captured,
+    replay,
+    rerun_ms,
+    row,
+    seed,
+    with_floor,
+)
 from db.engine import dispose_engines
 from db.models import utcnow
-from db.queries import RunFilters, RunSort, list_run_rows, list_runs, read_session
+from db.queries import (
+    RunFilters,
+    RunSort,
+    StatsScope,
+    daily_stats,
+    duration_percentiles,
+    duration_points,
+    highlighted_runs,
+    list_run_rows,
+    list_runs,
+    mean_time_to_recovery,
+    read_session,
+)
 from db.settings import get_settings
 from etl.export import stream_export
 from etl.stats import load_statistics, preset_scope
@@ -60,11 +84,46 @@ def bench_history(engine: sa.Engine, repeat: int) -> None:
 
 
 def bench_statistics(engine: sa.Engine, repeat: int) -> None:
-    """The Statistics aggregates for 90 days, all jobs."""
+    """The Statistics aggregates for 90 days, all jobs; then each data function beside its floor."""
     scope = preset_scope("90 d", now=utcnow())
     with_floor(
         "Statistics aggregates, 90 d", engine, lambda: load_statistics(engine, scope), repeat
     )
+    for name, part in _statistics_parts(engine, scope).items():
+        _part_row(f"  {name}", engine, part, repeat)
+
+
+def _part_row(name: str, engine: sa.Engine, part: Callable[[Session], object], repeat: int) -> None:
+    """One data function in its own read session beside its floor (the goal is the page's)."""
+
+    def action() -> None:
+        with read_session(engine) as session:
+            part(session)
+
+    statements = captured(engine, action)
+    ours = best_ms(action, repeat)
+    with bare_connection(engine.url.render_as_string(hide_password=False)) as connection:
+        floor = best_ms(lambda: replay(connection, statements), repeat)
+    row(name, ours, floor)
+
+
+def _statistics_parts(
+    engine: sa.Engine, scope: StatsScope
+) -> dict[str, Callable[[Session], object]]:
+    """The data functions behind load_statistics, by name (the highlights reuse percentiles)."""
+    with read_session(engine) as session:
+        percentiles = duration_percentiles(session=session, scope=scope)
+    return {
+        "daily_stats": lambda session: daily_stats(session=session, scope=scope),
+        "duration_percentiles": lambda session: duration_percentiles(session=session, scope=scope),
+        "mean_time_to_recovery": lambda session: mean_time_to_recovery(
+            session=session, scope=scope
+        ),
+        "duration_points": lambda session: duration_points(session=session, scope=scope),
+        "highlighted_runs": lambda session: highlighted_runs(
+            session=session, scope=scope, percentiles=percentiles
+        ),
+    }
 
 
 def bench_apptest(url: str, repeat: int) -> None:
