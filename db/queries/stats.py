@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -13,7 +13,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from db.models import Run, RunStatus
-from db.queries.history import RunFilters, duration_expr, filter_clause
+from db.queries import driver
+from db.queries.history import RunFilters, _run_binds, duration_expr, filter_clause
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,20 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _read(
+    session: Session,
+    name: str,
+    scope: StatsScope,
+    build: Callable[[], sa.ClauseElement],
+    values: dict[str, Any] | None = None,
+) -> driver.Rows:
+    """The rows of statement `name` over the scope's runs, on the bare driver: `build` runs and
+    compiles once per shape (which filters apply, the names of `values`); later reads only bind
+    the scope's filters and `values`, so every value that varies must be a named bindparam."""
+    binds = _run_binds(scope.filters()) | (values or {})
+    return driver.read(session, (name, *binds), build, binds)
+
+
 def _finished_in(scope: StatsScope) -> sa.ColumnElement[bool]:
     return sa.and_(
         filter_clause(scope.filters()),
@@ -84,21 +99,23 @@ def duration_percentiles(*, session: Session, scope: StatsScope) -> dict[str | N
 
 
 def _percentiles_postgres(session: Session, scope: StatsScope) -> dict[str | None, Percentiles]:
-    duration = duration_expr("postgresql")
-    query = (
-        sa.select(
-            col(Run.job),
-            sa.func.grouping(col(Run.job)),
-            sa.func.count(),
-            sa.func.percentile_cont(0.5).within_group(duration),
-            sa.func.percentile_cont(0.9).within_group(duration),
+    def query() -> sa.Select[Any]:
+        duration = duration_expr("postgresql")
+        return (
+            sa.select(
+                col(Run.job),
+                sa.func.grouping(col(Run.job)),
+                sa.func.count(),
+                sa.func.percentile_cont(0.5).within_group(duration),
+                sa.func.percentile_cont(0.9).within_group(duration),
+            )
+            .where(_finished_in(scope))
+            .group_by(sa.func.rollup(col(Run.job)))  # one row per job plus the total (grouping 1)
         )
-        .where(_finished_in(scope))
-        .group_by(sa.func.rollup(col(Run.job)))  # one row per job plus the total (grouping 1)
-    )
+
     return {
         None if total else job: Percentiles(int(n), _float(p50), _float(p90))
-        for job, total, n, p50, p90 in session.execute(query).all()
+        for job, total, n, p50, p90 in _read(session, "stats_percentiles", scope, query)
     }
 
 
@@ -106,9 +123,12 @@ def _percentiles_sqlite(session: Session, scope: StatsScope) -> dict[str | None,
     """SQLite has no percentile function. The query returns only the (job, duration) column pair
     of the scope's finished runs, read from a covering index; sorting and interpolating them here,
     exactly as percentile_cont does, measured 10-20 times faster than SQLite's window functions."""
-    query = sa.select(col(Run.job), duration_expr("sqlite")).where(_finished_in(scope))
+
+    def query() -> sa.Select[Any]:
+        return sa.select(col(Run.job), duration_expr("sqlite")).where(_finished_in(scope))
+
     by_job: dict[str, list[float]] = defaultdict(list)
-    for job, seconds in _cursor_rows(session, query):
+    for job, seconds in _read(session, "stats_durations", scope, query):
         by_job[job].append(seconds)
     ordered: dict[str | None, list[float]] = {job: sorted(v) for job, v in by_job.items()}
     # The jobs' sorted lists, joined, are a few sorted runs that sort() merges in one pass.
@@ -116,17 +136,6 @@ def _percentiles_sqlite(session: Session, scope: StatsScope) -> dict[str | None,
     every.sort()
     ordered[None] = every
     return {job: _percentiles(values) for job, values in ordered.items() if values}
-
-
-def _cursor_rows(session: Session, query: sa.Select[Any]) -> Sequence[Any]:
-    """The query's rows as the DBAPI cursor returns them: thousands of rows read without a Row
-    object and a type conversion each, which were most of the time."""
-    result = session.connection().execute(query)
-    try:
-        rows: Sequence[Any] = result.cursor.fetchall()
-    finally:
-        result.close()
-    return rows
 
 
 def _percentiles(ordered: list[float]) -> Percentiles:
@@ -180,15 +189,19 @@ def mean_time_to_recovery(*, session: Session, scope: StatsScope) -> float | Non
     next finished run. A failed run starts a streak when the job's previous finished-or-failed
     run (by end time, cancelled runs ignored) finished, so a streak counts once (an outage); a
     streak not recovered yet is left out. Both neighbours are index seeks (ix_run_job_ended)."""
-    ended = col(Run.ended_at)
-    # Each correlated subquery appears once (a flattened subquery would repeat them per use):
-    # no previous run counts as finished, and AVG skips the NULL of a streak not recovered yet.
-    starts_streak = sa.func.coalesce(_PREVIOUS_STATUS, RunStatus.FINISHED) == RunStatus.FINISHED
-    seconds = _seconds(_RECOVERED_AT, ended, _dialect(session))
-    query = sa.select(sa.func.avg(sa.case((starts_streak, seconds)))).where(
-        filter_clause(scope.filters()), col(Run.status) == RunStatus.FAILED, ended.is_not(None)
-    )
-    return _float(session.execute(query).scalar_one())
+    dialect = _dialect(session)
+
+    def query() -> sa.Select[Any]:
+        ended = col(Run.ended_at)
+        # Each correlated subquery appears once (a flattened one would repeat them per use): no
+        # previous run counts as finished, and AVG skips the NULL of a streak not recovered yet.
+        previous = sa.func.coalesce(_PREVIOUS_STATUS, RunStatus.FINISHED)
+        seconds = _seconds(_RECOVERED_AT, ended, dialect)
+        return sa.select(sa.func.avg(sa.case((previous == RunStatus.FINISHED, seconds)))).where(
+            filter_clause(scope.filters()), col(Run.status) == RunStatus.FAILED, ended.is_not(None)
+        )
+
+    return _float(_read(session, "stats_recovery", scope, query)[0][0])
 
 
 _POINT_COLUMNS = (
@@ -201,32 +214,34 @@ _POINT_COLUMNS = (
 
 
 def _points(rows: Sequence[Any], reasons: dict[int, str], dialect: str) -> list[RunPoint]:
-    """Points of raw cursor rows of _POINT_COLUMNS and the duration."""
-    utc = _utc_reader(dialect)
+    """Points of driver rows of _POINT_COLUMNS and the duration."""
+    utc = driver.timestamp(dialect == "sqlite")
     return [
         RunPoint(run_id, job, status, utc(started), seconds, records, reasons.get(run_id, ""))
         for run_id, job, status, started, records, seconds in rows
     ]
 
 
-def _utc_reader(dialect: str) -> Callable[[Any], datetime | None]:
-    """Reads a raw timestamp cell as UTCDateTime would: SQLite's UTC text is parsed with its
-    offset appended (8 times cheaper than attaching it after), PostgreSQL's value converted."""
-    if dialect == "postgresql":
-        return lambda value: None if value is None else value.astimezone(UTC)
-    return lambda text: None if text is None else datetime.fromisoformat(text + "+00:00")
+def _newest(where: Sequence[sa.ColumnElement[bool]], dialect: str) -> sa.Select[Any]:
+    """The points of the runs `where` selects, newest first, `stats_limit` of them."""
+    return (
+        sa.select(*_POINT_COLUMNS, duration_expr(dialect))
+        .where(*where)
+        .order_by(col(Run.created_at).desc(), col(Run.id).desc())
+        .limit(sa.bindparam("stats_limit"))
+    )
 
 
 def duration_points(*, session: Session, scope: StatsScope, limit: int = 2000) -> list[RunPoint]:
     """The newest `limit` ended runs of the scope with their durations, oldest first (a chart)."""
-    duration = duration_expr(_dialect(session))
-    query = (
-        sa.select(*_POINT_COLUMNS, duration)
-        .where(filter_clause(scope.filters()), duration.is_not(None))
-        .order_by(col(Run.created_at).desc(), col(Run.id).desc())
-        .limit(limit)
-    )
-    return _points(_cursor_rows(session, query), {}, _dialect(session))[::-1]
+    dialect = _dialect(session)
+
+    def query() -> sa.Select[Any]:
+        ended = duration_expr(dialect).is_not(None)
+        return _newest([filter_clause(scope.filters()), ended], dialect)
+
+    rows = _read(session, "stats_points", scope, query, {"stats_limit": limit})
+    return _points(rows, {}, dialect)[::-1]
 
 
 def highlighted_runs(
@@ -240,21 +255,29 @@ def highlighted_runs(
     if percentiles is None:
         percentiles = duration_percentiles(session=session, scope=scope)
     p90s = {job: p.p90_s for job, p in percentiles.items() if job and p.p90_s is not None}
-    duration = duration_expr(_dialect(session))
-    finished = col(Run.status) == RunStatus.FINISHED
-    slow = [sa.and_(col(Run.job) == job, finished, duration > p90) for job, p90 in p90s.items()]
-    query = (
-        sa.select(*_POINT_COLUMNS, duration)
-        .where(filter_clause(scope.filters()))
-        .where(sa.or_(col(Run.status) == RunStatus.FAILED, *slow))
-        .order_by(col(Run.created_at).desc(), col(Run.id).desc())
-        .limit(limit)
-    )
-    rows = _cursor_rows(session, query)
+    dialect = _dialect(session)
+    values: dict[str, Any] = {"stats_limit": limit}
+    for i, (job, p90) in enumerate(p90s.items()):
+        values |= {f"stats_job_{i}": job, f"stats_p90_{i}": p90}
+
+    def query() -> sa.Select[Any]:
+        finished = col(Run.status) == RunStatus.FINISHED
+        slow = [
+            sa.and_(
+                col(Run.job) == sa.bindparam(f"stats_job_{i}", job),
+                finished,
+                duration_expr(dialect) > sa.bindparam(f"stats_p90_{i}", p90),
+            )
+            for i, (job, p90) in enumerate(p90s.items())
+        ]
+        failed = col(Run.status) == RunStatus.FAILED
+        return _newest([filter_clause(scope.filters()), sa.or_(failed, *slow)], dialect)
+
+    rows = _read(session, "stats_highlights", scope, query, values)
     reasons = {
         row[0]: "failed"
         if row[2] == RunStatus.FAILED
         else f"slower than {row[1]}'s p90 ({p90s[row[1]]:.1f} s)"
         for row in rows
     }
-    return _points(rows, reasons, _dialect(session))
+    return _points(rows, reasons, dialect)

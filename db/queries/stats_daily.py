@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date
+from datetime import date
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from db.models import Run, RunStatus, utc_day
+from db.models import Run, RunStatus, UTCDateTime, utc_day
 from db.queries.history import duration_expr, filter_clause
 from db.queries.stats import (
     NO_DURATIONS,
     Percentiles,
     StatsScope,
     _dialect,
+    _read,
     duration_percentiles,
     mean_time_to_recovery,
 )
@@ -71,32 +72,35 @@ def daily_stats(*, session: Session, scope: StatsScope) -> list[DayStats]:
 
     SQL groups by day and status, reading ix_run_day_status in its own order (no sort and no
     per-status CASE sums); the few rows of each day are folded into its DayStats here."""
-    day = utc_day(col(Run.created_at))
-    status = col(Run.status)
-    query = (
-        sa.select(
-            day,
-            status,
-            sa.func.count(),
-            sa.func.sum(col(Run.records_loaded)),
-            sa.func.sum(duration_expr(_dialect(session))),
+    dialect = _dialect(session)
+
+    def query() -> sa.ClauseElement:
+        day, status = utc_day(col(Run.created_at)), col(Run.status)
+        return (
+            sa.select(
+                day,
+                status,
+                sa.func.count(),
+                sa.func.sum(col(Run.records_loaded)),
+                sa.func.sum(duration_expr(dialect)),
+            )
+            .where(filter_clause(scope.filters()), *_days_of(day))
+            .group_by(day, status)
+            .order_by(day, status)
         )
-        .where(filter_clause(scope.filters()), *_days_of(scope, day))
-        .group_by(day, status)
-        .order_by(day, status)
-    )
+
     by_day: dict[date, dict[str, _StatusDay]] = {}
-    for d, state, runs, records, busy in session.execute(query).all():
+    ends = {"stats_since": scope.since, "stats_until": scope.until}
+    for d, state, runs, records, busy in _read(session, "stats_daily", scope, query, ends):
         by_day.setdefault(_as_date(d), {})[state] = _StatusDay(int(runs), int(records or 0), busy)
     return [_day_stats(d, statuses) for d, statuses in by_day.items()]
 
 
-def _days_of(scope: StatsScope, day: sa.ColumnElement[date]) -> list[sa.ColumnElement[bool]]:
-    """The scope's UTC days: redundant with its time range, but a range of the index's key."""
-    return [
-        day >= scope.since.astimezone(UTC).date(),
-        day <= scope.until.astimezone(UTC).date(),
-    ]
+def _days_of(day: sa.ColumnElement[date]) -> list[sa.ColumnElement[bool]]:
+    """The UTC days of the scope's time range: redundant with it, but a range of the key of
+    ix_run_day_status (bound to `stats_since` and `stats_until`)."""
+    since, until = (sa.bindparam(f"stats_{end}", type_=UTCDateTime) for end in ("since", "until"))
+    return [day >= utc_day(since), day <= utc_day(until)]
 
 
 class _StatusDay(NamedTuple):
