@@ -180,10 +180,6 @@ def _neighbours() -> tuple[sa.ScalarSelect[Any], sa.ScalarSelect[Any]]:
     return previous, recovered
 
 
-# Built once: aliasing the run table for them cost more than the query itself.
-_PREVIOUS_STATUS, _RECOVERED_AT = _neighbours()
-
-
 def mean_time_to_recovery(*, session: Session, scope: StatsScope) -> float | None:
     """Mean seconds from the end of a failure streak's first failed run to the end of the job's
     next finished run. A failed run starts a streak when the job's previous finished-or-failed
@@ -193,10 +189,11 @@ def mean_time_to_recovery(*, session: Session, scope: StatsScope) -> float | Non
 
     def query() -> sa.Select[Any]:
         ended = col(Run.ended_at)
+        previous_status, recovered_at = _neighbours()
         # Each correlated subquery appears once (a flattened one would repeat them per use): no
         # previous run counts as finished, and AVG skips the NULL of a streak not recovered yet.
-        previous = sa.func.coalesce(_PREVIOUS_STATUS, RunStatus.FINISHED)
-        seconds = _seconds(_RECOVERED_AT, ended, dialect)
+        previous = sa.func.coalesce(previous_status, RunStatus.FINISHED)
+        seconds = _seconds(recovered_at, ended, dialect)
         return sa.select(sa.func.avg(sa.case((previous == RunStatus.FINISHED, seconds)))).where(
             filter_clause(scope.filters()), col(Run.status) == RunStatus.FAILED, ended.is_not(None)
         )
