@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -131,10 +132,8 @@ def _percentiles_sqlite(session: Session, scope: StatsScope) -> dict[str | None,
     for job, seconds in _read(session, "stats_durations", scope, query):
         by_job[job].append(seconds)
     ordered: dict[str | None, list[float]] = {job: sorted(v) for job, v in by_job.items()}
-    # The jobs' sorted lists, joined, are a few sorted runs that sort() merges in one pass.
-    every = [seconds for values in ordered.values() for seconds in values]
-    every.sort()
-    ordered[None] = every
+    # The jobs' sorted lists, joined, are a few sorted runs that sorted() merges in one pass.
+    ordered[None] = sorted(chain.from_iterable(ordered.values()))
     return {job: _percentiles(values) for job, values in ordered.items() if values}
 
 
