@@ -49,3 +49,19 @@ def init_db(engine: sa.Engine) -> None:
     upgrade(engine)
     with write_session(engine) as session:
         ensure_builtin_jobs(session=session)
+    refresh_planner_statistics(engine)
+
+
+def refresh_planner_statistics(engine: sa.Engine) -> None:
+    """On SQLite, sample every index for the query planner (ANALYZE; PostgreSQL's autovacuum
+    keeps its own statistics).
+
+    Without statistics SQLite's planner reads the history's and the statistics' covering indexes
+    less well (table lookups and sorts on a large history). Sampled, it takes a few milliseconds
+    on 100,000 runs and 2,000,000 events, so every start refreshes them as the history grows.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")  # rows sampled per index
+        conn.exec_driver_sql("ANALYZE")

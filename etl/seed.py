@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from db.migrate import refresh_planner_statistics
 from db.models import Job, Run, RunEvent, RunStatus, Trigger, run_duration, utcnow
 from db.queries import bulk_insert, reserve_ids, save_job, write_session
 
@@ -137,6 +138,7 @@ def seed_history(
         done += size
         if progress:
             progress(done, history.count)
+    refresh_planner_statistics(engine)  # a bulk load changes what the planner should expect
     return done
 
 

@@ -64,12 +64,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Run every test that uses a database once per backend (marked `postgres_only`: once)."""
-    if "database_url" not in metafunc.fixturenames or hasattr(metafunc.function, "sqlite_only"):
+    """Run every test that uses a database once per backend (marked `<backend>_only`: once)."""
+    if "database_url" not in metafunc.fixturenames:
         return
-    postgres_only = metafunc.definition.get_closest_marker("postgres_only") is not None
-    backends = ["postgres"] if postgres_only else BACKENDS
-    metafunc.parametrize("database_url", backends, indirect=True)
+    only = [b for b in BACKENDS if metafunc.definition.get_closest_marker(f"{b}_only")]
+    metafunc.parametrize("database_url", only or BACKENDS, indirect=True)
 
 
 @pytest.fixture
