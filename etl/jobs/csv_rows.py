@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
@@ -15,9 +16,12 @@ import sqlalchemy as sa
 
 from db.models import UTCDateTime
 
-Parse = Callable[[str], Any]
+Step = Callable[
+    [Any], Any
+]  # a step of parsing a field, given its text or the previous step's value
 Row = tuple[Any, ...]
 INT64 = (-(2**63), 2**63 - 1)
+_ISO_DATES = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:\n[0-9]{4}-[0-9]{2}-[0-9]{2})*")
 _not_none = partial(is_not, None)
 _BOOLS = {"true": True, "t": True, "yes": True, "y": True, "1": True}
 _BOOLS |= {"false": False, "f": False, "no": False, "n": False, "0": False}
@@ -54,32 +58,57 @@ def to_key_text(text: str) -> str:
 
 @dataclass(frozen=True)
 class ColumnType:
-    """A column type of csv_import: its SQL type, its parser (None: kept as text), its name in messages."""
+    """A column type of csv_import: its SQL type, its parser, its name in messages.
+
+    The parser is a chain of steps applied in turn (none: the text is kept), so that the row
+    builder can inline each step as a C call. Dates end as their YYYY-MM-DD text: what SQLAlchemy
+    stores in SQLite and what COPY reads, without a Python adapter call per value at the driver.
+    """
 
     sql: Callable[[], sa.types.TypeEngine[Any]]
-    parse: Parse | None
+    steps: tuple[Step, ...]
     label: str
+
+    def parse(self, text: str) -> Any:
+        """`text` as a value of this type; ValueError or OverflowError when it is not one."""
+        value: Any = text
+        for step in self.steps:
+            value = step(value)
+        return value
 
 
 TYPES: dict[str, ColumnType] = {
-    "int": ColumnType(sa.BigInteger, to_int64, "whole number"),
-    "float": ColumnType(sa.Double, float, "number"),
-    "bool": ColumnType(sa.Boolean, to_bool, "true/false value"),
-    "date": ColumnType(sa.Date, date.fromisoformat, "date (YYYY-MM-DD)"),
-    "datetime": ColumnType(UTCDateTime, to_datetime, "date-time (ISO 8601)"),
-    "text": ColumnType(sa.Text, None, "text"),
+    "int": ColumnType(sa.BigInteger, (to_int64,), "whole number"),
+    "float": ColumnType(sa.Double, (float,), "number"),
+    "bool": ColumnType(sa.Boolean, (to_bool,), "true/false value"),
+    "date": ColumnType(sa.Date, (date.fromisoformat, date.isoformat), "date (YYYY-MM-DD)"),
+    "datetime": ColumnType(UTCDateTime, (to_datetime,), "date-time (ISO 8601)"),
+    "text": ColumnType(sa.Text, (), "text"),
 }
 
 
-def _compile(parsers: Sequence[Parse | None]) -> Callable[[Sequence[str]], Row]:
-    """One function building a row from a record's fields, with the parsers inlined.
+def _compile(
+    parsers: Sequence[Sequence[Step]], kept: Collection[int] = ()
+) -> Callable[[Sequence[str]], Row]:
+    """One function building a row from a record's fields, with each field's steps inlined.
+
+    The fields at `kept` are only checked by their steps (which return a true value): the row
+    keeps their text.
 
     Why generated code: one call per row instead of one per field halves the cost of the hot loop.
     Only parameter names and indexes made here go into the source, never data.
     """
-    namespace = {f"p{i}": parse for i, parse in enumerate(parsers) if parse}
-    body = ", ".join(f"p{i}(f[{i}])" if parse else f"f[{i}]" for i, parse in enumerate(parsers))
-    return cast(Callable[[Sequence[str]], Row], eval(f"lambda f: ({body},)", namespace))
+    namespace: dict[str, Any] = {}
+    fields = []
+    for i, steps in enumerate(parsers):
+        value = f"f[{i}]"
+        for n, step in enumerate(steps):
+            namespace[f"p{i}_{n}"] = step
+            value = f"p{i}_{n}({value})"
+        fields.append(f"({value} and f[{i}])" if i in kept else value)
+    return cast(
+        Callable[[Sequence[str]], Row], eval(f"lambda f: ({', '.join(fields)},)", namespace)
+    )
 
 
 class RowParser:
@@ -90,12 +119,20 @@ class RowParser:
         self.types = [TYPES[types.get(name, "text")] for name in self.columns]
         self.key_at = [self.columns.index(name) for name in key]
         self.key_of = itemgetter(*self.key_at)
-        self.int_at = [i for i, name in enumerate(self.columns) if types.get(name) == "int"]
+        self.int_at = [i for i, t in enumerate(self.types) if t is TYPES["int"]]
+        self.date_at = [i for i, t in enumerate(self.types) if t is TYPES["date"]]
         parsers = [
-            t.parse or (to_key_text if i in self.key_at else None) for i, t in enumerate(self.types)
+            t.steps or ((to_key_text,) if i in self.key_at else ())
+            for i, t in enumerate(self.types)
         ]
-        # The fast path parses ints with int() and checks their range per batch (see parse).
-        self.fast = _compile([int if p is to_int64 else p for p in parsers])
+        # The fast path parses ints with int() and keeps a date's text once date.fromisoformat
+        # took it; per batch it checks the ints' range and that the dates were written
+        # YYYY-MM-DD (see parse): formatting a date again costs more than reading it.
+        fast = [
+            (int,) if i in self.int_at else steps[:1] if i in self.date_at else steps
+            for i, steps in enumerate(parsers)
+        ]
+        self.fast = _compile(fast, kept=self.date_at)
         self.exact = _compile(parsers)
 
     def parse(
@@ -106,9 +143,9 @@ class RowParser:
         if rows is not None:
             return rows, []
         rows, bad = self._parse(records, seen, self.fast)
-        if self._in_range(rows):
+        if self._as_exact(rows):
             return rows, bad
-        for row in rows:  # a whole number too large for 64 bits: parse again, exactly
+        for row in rows:  # a number past 64 bits or a date in another form: parse again, exactly
             seen.discard(self.key_of(row))
         return self._parse(records, seen, self.exact)
 
@@ -121,7 +158,7 @@ class RowParser:
         except (ValueError, OverflowError):
             return None
         keys = list(map(self.key_of, rows))
-        if not self._in_range(rows) or len(set(keys)) < len(keys) or not seen.isdisjoint(keys):
+        if not self._as_exact(rows) or len(set(keys)) < len(keys) or not seen.isdisjoint(keys):
             return None
         seen.update(keys)
         return rows
@@ -162,8 +199,8 @@ class RowParser:
         for i, (name, kind, text) in enumerate(zip(self.columns, self.types, fields, strict=True)):
             if text == "" and i in self.key_at:
                 return None, f"key column '{name}' is empty"
-            if text == "" or kind.parse is None:
-                values.append(None if kind.parse else text)
+            if text == "" or not kind.steps:
+                values.append(None if kind.steps else text)
                 continue
             try:
                 values.append(kind.parse(text))
@@ -179,10 +216,15 @@ class RowParser:
             f"{name}={_clip(str(value))}" for name, value in zip(names, values, strict=True)
         )
 
-    def _in_range(self, rows: list[Row]) -> bool:
+    def _as_exact(self, rows: list[Row]) -> bool:
+        """Whether the fast path's rows are what the exact one makes: ints in range, dates as YYYY-MM-DD."""
         for i in self.int_at:
             values = list(filter(_not_none, map(itemgetter(i), rows)))  # loops in C
             if values and (min(values) < INT64[0] or max(values) > INT64[1]):
+                return False
+        for i in self.date_at:
+            texts = "\n".join(filter(_not_none, map(itemgetter(i), rows)))
+            if texts and not _ISO_DATES.fullmatch(texts):
                 return False
         return True
 
