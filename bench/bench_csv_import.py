@@ -34,6 +34,7 @@ from bench import DEFAULT_POSTGRES_URL, backends, loopback_only, report, temp_da
 from db.models import RunStatus
 from db.queries import create_run, write_session
 from db.settings import get_settings
+from etl.jobs.csv_params import BATCH_SIZE
 from etl.jobs.csv_rows import TYPES
 from etl.runner import Runner
 
@@ -168,7 +169,9 @@ def measure(backend: str, args: argparse.Namespace, path: Path, folder: Path) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1_000_000, help="rows in the generated CSV")
-    parser.add_argument("--batch-size", type=int, default=5000, help="csv_import batch_size")
+    parser.add_argument(
+        "--batch-size", type=int, default=BATCH_SIZE, help="csv_import batch_size (its default)"
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--repeat", type=int, default=1, help="attempts per side; the best counts")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)

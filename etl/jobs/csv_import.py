@@ -45,6 +45,7 @@ class CsvImportJob(Job):
     earlier in the same file) goes to the quarantine table `csv_reject` with its file, line and
     reason, unless `on_error=fail`; more than `max_rejects` bad rows fail the run. The offset counts
     records across the files, so a resumed run skips exactly what its predecessor committed.
+    Records are read, checked and committed `batch_size` at a time (default 50,000).
     """
 
     kind = "csv_import"
