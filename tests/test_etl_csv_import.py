@@ -146,6 +146,26 @@ def test_glob_imports_files_in_sorted_order_later_files_update(
     assert rows(engine) == [(1, "Ada", 1.0), (2, "Bea", 2.0), (3, "Cy", 3.0)]
 
 
+def test_dates_in_other_iso_forms_are_stored_as_the_same_day(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    text = "day,sales\n2026-01-01,1\n20260102,2\n2026-W01-6,3\n2026-01-02,4\n"
+    path = write(tmp_path, "sales.csv", text)
+    types = {"day": "date", "sales": "int"}
+    run = run_import(engine, settings, path=str(path), table="sales", key="day", types=types)
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=3, rejected=1, files=1)
+    assert rows(engine, "sales") == [
+        (date(2026, 1, 1), 1),
+        (date(2026, 1, 2), 2),
+        (date(2026, 1, 3), 3),
+    ]
+    assert rejects(engine, run.id)[0][1:3] == (
+        5,
+        "duplicate key day=2026-01-02: an earlier line has it",
+    )
+
+
 def test_composite_key_and_tab_delimiter(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:
