@@ -166,6 +166,21 @@ def test_dates_in_other_iso_forms_are_stored_as_the_same_day(
     )
 
 
+def test_sole_whole_number_key_keys_the_table_itself(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "people.csv", HEADER + "7,Ada,1\n")
+    run = run_import(engine, settings, path=str(path))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":  # the key is the rowid: no second B-tree to write
+            found = connection.execute(sa.text("SELECT rowid, id FROM people")).one()
+            assert tuple(found) == (7, 7)
+        else:  # keys come from the file: no sequence behind the column
+            query = "SELECT column_default FROM information_schema.columns WHERE table_name = 'people' AND column_name = 'id'"
+            assert connection.scalar(sa.text(query)) is None
+
+
 def test_composite_key_and_tab_delimiter(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:

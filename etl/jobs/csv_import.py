@@ -23,7 +23,7 @@ from etl.jobs.csv_files import (
     quoted,
 )
 from etl.jobs.csv_params import check_params, matching_files
-from etl.jobs.csv_rows import TYPES, RowParser, line_numbers, physical_lines, raw_text
+from etl.jobs.csv_rows import RowParser, line_numbers, physical_lines, raw_text, target_table
 
 
 @dataclass
@@ -243,20 +243,11 @@ class CsvImportJob(Job):
         """The target table for the batch's columns, created or checked on first use."""
         table = self.tables.get(batch.columns)
         if table is None:
-            table = self.tables[batch.columns] = self._define(batch.columns)
+            params = self.params
+            table = target_table(params["table"], batch.columns, params["types"], params["key"])
+            self.tables[batch.columns] = table
             self._prepare(table, batch.file, session)
         return table
-
-    def _define(self, columns: tuple[str, ...]) -> sa.Table:
-        types, key = self.params["types"], self.params["key"]
-        return sa.Table(
-            self.params["table"],
-            sa.MetaData(),
-            *(
-                sa.Column(name, TYPES[types.get(name, "text")].sql(), primary_key=name in key)
-                for name in columns
-            ),
-        )
 
     def _prepare(self, table: sa.Table, file: str, session: Session) -> None:
         """Create the table, or check an existing one can take the file's columns by key."""
