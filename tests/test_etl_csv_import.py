@@ -241,6 +241,23 @@ def test_bad_rows_are_quarantined_with_file_line_and_reason(
     ]
 
 
+def test_one_bad_row_among_many_good_ones_is_the_only_one_quarantined(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    lines = [f"{i},n{i},{i}.5\n" for i in range(1, 1001)]
+    lines[611] = "612,n612,oops\n"  # line 613, in the second batch of 500
+    path = write(tmp_path, "people.csv", HEADER + "".join(lines))
+    run = run_import(engine, settings, path=str(path), batch_size=500)
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=999, rejected=1, files=1)
+    found = rows(engine)
+    assert len(found) == 999 and found[0] == (1, "n1", 1.5) and found[-1] == (1000, "n1000", 1000.5)
+    assert 612 not in {row[0] for row in found}
+    assert rejects(engine, run.id) == [
+        ("people.csv", 613, "column 'score': 'oops' is not a valid number", "612,n612,oops")
+    ]
+
+
 def test_same_key_in_two_files_is_no_duplicate(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:
