@@ -258,6 +258,26 @@ def test_one_bad_row_among_many_good_ones_is_the_only_one_quarantined(
     ]
 
 
+def test_nul_characters_are_quarantined_not_fatal(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    text = HEADER + "1,Ada,1\n2,B\x00b,2\n3,Cy,3\x00\n4,Di,4\n"
+    path = write(tmp_path, "people.csv", text)
+    run = run_import(engine, settings, path=str(path))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=2, rejected=2, files=1)
+    assert rows(engine) == [(1, "Ada", 1.0), (4, "Di", 4.0)]
+    assert rejects(engine, run.id) == [
+        (
+            "people.csv",
+            3,
+            "column 'name' holds a NUL character, which PostgreSQL cannot store",
+            "2,B\ufffdb,2",
+        ),
+        ("people.csv", 4, "column 'score': '3\\x00' is not a valid number", "3,Cy,3\ufffd"),
+    ]
+
+
 def test_same_key_in_two_files_is_no_duplicate(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ Step = Callable[
 ]  # a step of parsing a field, given its text or the previous step's value
 Row = tuple[Any, ...]
 INT64 = (-(2**63), 2**63 - 1)
+NUL = "\x00"  # valid in CSV and in SQLite text, refused by PostgreSQL in any text
 _ISO_DATES = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:\n[0-9]{4}-[0-9]{2}-[0-9]{2})*")
 _not_none = partial(is_not, None)
 _BOOLS = {"true": True, "t": True, "yes": True, "y": True, "1": True}
@@ -143,6 +144,7 @@ class RowParser:
         self.key_of = itemgetter(*self.key_at)
         self.int_at = [i for i, t in enumerate(self.types) if t is TYPES["int"]]
         self.date_at = [i for i, t in enumerate(self.types) if t is TYPES["date"]]
+        self.text_at = [i for i, t in enumerate(self.types) if not t.steps]
         parsers = [
             t.steps or ((to_key_text,) if i in self.key_at else ())
             for i, t in enumerate(self.types)
@@ -175,6 +177,9 @@ class RowParser:
         """The rows when every record is good (the usual case), else None; loops run in C."""
         if set(map(len, records)) != {len(self.columns)}:
             return None
+        for i in self.text_at:  # other types refuse a NUL character when parsed
+            if NUL in "".join(map(itemgetter(i), records)):
+                return None
         try:
             rows = list(map(self.fast, records))
         except (ValueError, OverflowError):
@@ -207,6 +212,12 @@ class RowParser:
                     bad.append((index, reason))
                     continue
                 row = explained
+            held = self._nul_column(fields)
+            if held:
+                bad.append(
+                    (index, f"column '{held}' holds a NUL character, which PostgreSQL cannot store")
+                )
+                continue
             key = key_of(row)
             if key in seen:
                 bad.append((index, f"duplicate key {self.describe(key)}: an earlier line has it"))
@@ -229,6 +240,10 @@ class RowParser:
             except (ValueError, OverflowError):
                 return None, f"column '{name}': {_clip(text)!r} is not a valid {kind.label}"
         return tuple(values), ""
+
+    def _nul_column(self, fields: Sequence[str]) -> str | None:
+        """The first text column whose value holds a NUL character, if any."""
+        return next((self.columns[i] for i in self.text_at if NUL in fields[i]), None)
 
     def describe(self, key: Any) -> str:
         """A key as `name=value` pairs, for messages."""
@@ -272,8 +287,8 @@ def line_numbers(records: Sequence[Sequence[str]], first_line: int, last_line: i
 
 
 def raw_text(fields: Sequence[str], delimiter: str) -> str:
-    """A record written back as CSV (quoted where needed), for the quarantine."""
+    """A record written back as CSV (quoted where needed), for the quarantine; NUL becomes U+FFFD."""
     out = io.StringIO()
     # With "\r\n" as the terminator the writer quotes fields holding a line break.
     csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerow(fields)
-    return out.getvalue().removesuffix("\r\n")
+    return out.getvalue().removesuffix("\r\n").replace(NUL, "\ufffd")
