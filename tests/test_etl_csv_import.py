@@ -258,6 +258,23 @@ def test_one_bad_row_among_many_good_ones_is_the_only_one_quarantined(
     ]
 
 
+def test_bad_rows_past_the_first_chunk_keep_their_lines(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    lines = [f"{i},n{i},{i}\n" for i in range(1, 5001)]
+    lines[2999] = "3000,n3000\n"  # line 3001, in the second chunk of records parsed at once
+    lines[4499] = "10,again,1\n"  # line 4501, in the third: key 10 is on line 11
+    path = write(tmp_path, "people.csv", HEADER + "".join(lines))
+    run = run_import(engine, settings, path=str(path))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=4998, rejected=2, files=1)
+    assert rejects(engine, run.id) == [
+        ("people.csv", 3001, "expected 3 fields, found 2", "3000,n3000"),
+        ("people.csv", 4501, "duplicate key id=10: an earlier line has it", "10,again,1"),
+    ]
+    assert rows(engine)[9] == (10, "n10", 10.0)
+
+
 def test_nul_characters_are_quarantined_not_fatal(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:
