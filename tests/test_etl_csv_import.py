@@ -135,6 +135,21 @@ def _row_versions(engine: sa.Engine) -> list[str]:
         return list(connection.scalars(sa.text("SELECT xmin::text FROM people ORDER BY id")))
 
 
+def test_a_stored_key_met_mid_batch_is_updated_and_the_rest_loaded(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    first = write(tmp_path, "first.csv", HEADER + "3000,old,0\n")
+    assert run_import(engine, settings, path=str(first)).status == RunStatus.FINISHED
+    lines = "".join(f"{i},n{i},{i}\n" for i in range(1, 6001))  # key 3000 in the second chunk
+    path = write(tmp_path, "people.csv", HEADER + lines)
+    run = run_import(engine, settings, path=str(path), batch_size=5000)
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=6000, rejected=0, files=1)
+    found = rows(engine)
+    assert len(found) == 6000 and found[2999] == (3000, "n3000", 3000.0)
+    assert found[0] == (1, "n1", 1.0) and found[-1] == (6000, "n6000", 6000.0)
+
+
 def test_glob_imports_files_in_sorted_order_later_files_update(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:
