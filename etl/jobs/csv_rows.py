@@ -150,8 +150,8 @@ class RowParser:
             for i, t in enumerate(self.types)
         ]
         # The fast path parses ints with int() and keeps a date's text once date.fromisoformat
-        # took it; per batch it checks the ints' range and that the dates were written
-        # YYYY-MM-DD (see parse): formatting a date again costs more than reading it.
+        # took it; per chunk it checks the ints' range and that the dates were written
+        # YYYY-MM-DD (see _parse_chunk): formatting a date again costs more than reading it.
         fast = [
             (int,) if i in self.int_at else steps[:1] if i in self.date_at else steps
             for i, steps in enumerate(parsers)
@@ -162,8 +162,7 @@ class RowParser:
     def chunks(
         self, records: Sequence[Sequence[str]], seen: set[Any]
     ) -> Iterator[tuple[list[Row], list[tuple[int, str]]]]:
-        """The rows of the good records and (index, reason) of the bad, a chunk of records at a time;
-        `seen` holds the file's keys.
+        """The rows of the good records and (index, reason) of the bad, by chunk; `seen`: the file's keys.
 
         A chunk stays in the CPU's cache across the several passes over it and on to the database
         (about 15% less time than passes over a batch of 50,000), and a bad record sends only its
