@@ -430,6 +430,15 @@ def test_missing_key_column_fails_naming_the_file(
     )
 
 
+def test_nul_character_in_a_column_name_fails_naming_the_file(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "people.csv", "id,na\x00me,score\n1,Ada,1\n")
+    run = run_import(engine, settings, path=str(path))
+    assert run.status == RunStatus.FAILED and run.error_type == "JobError"
+    assert run.error_message == f"{path}: column name(s) 'na\\x00me' hold a NUL character."
+
+
 def test_path_matching_no_file_fails(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:
     run = run_import(engine, settings, path=str(tmp_path / "nothing-*.csv"))
     assert run.status == RunStatus.FAILED and run.error_type == "JobError"
