@@ -34,7 +34,8 @@ from bench import DEFAULT_POSTGRES_URL, backends, loopback_only, report, temp_da
 from db.models import RunStatus
 from db.queries import create_run, write_session
 from db.settings import get_settings
-from etl.jobs.csv_rows import TYPES
+from etl.jobs.csv_params import BATCH_SIZE
+from etl.jobs.csv_rows import target_table
 from etl.runner import Runner
 
 GOAL = 1.5
@@ -64,13 +65,9 @@ def parse_csv(path: Path, sqlite_values: bool) -> list[Row]:
         return [(int(a), b, c, float(d), int(e), day(f)) for a, b, c, d, e, f in records]
 
 
-def target_table() -> sa.Table:
+def bench_table() -> sa.Table:
     """The table csv_import creates for the COLUMNS layout keyed by id."""
-    columns = (
-        sa.Column(name, TYPES[kind].sql(), primary_key=name == "id")
-        for name, kind in COLUMNS.items()
-    )
-    return sa.Table("bench_items", sa.MetaData(), *columns)
+    return target_table("bench_items", list(COLUMNS), COLUMNS, ["id"])
 
 
 def job_seconds(backend: str, postgres_url: str, path: Path, size: int, batch: int) -> float:
@@ -98,7 +95,7 @@ def sqlite_seconds(path: Path, folder: Path, rows: list[Row] | None) -> float:
     try:
         connection.execute("PRAGMA journal_mode=WAL")  # as Runwatch's own SQLite engine
         connection.execute("PRAGMA synchronous=NORMAL")
-        ddl = str(sa.schema.CreateTable(target_table()).compile(dialect=sqlite.dialect()))
+        ddl = str(sa.schema.CreateTable(bench_table()).compile(dialect=sqlite.dialect()))
         connection.execute(ddl)
         insert = f"INSERT INTO bench_items VALUES ({', '.join('?' for _ in COLUMNS)})"
 
@@ -116,7 +113,7 @@ def sqlite_seconds(path: Path, folder: Path, rows: list[Row] | None) -> float:
 def postgres_seconds(postgres_url: str, path: Path, rows: list[Row] | None) -> float:
     """Seconds for one COPY of the rows (parsed inside the timing when `rows` is None)."""
     with postgres_database(postgres_url) as dsn, psycopg.connect(dsn) as connection:
-        ddl = str(sa.schema.CreateTable(target_table()).compile(dialect=postgresql.dialect()))
+        ddl = str(sa.schema.CreateTable(bench_table()).compile(dialect=postgresql.dialect()))
         connection.execute(ddl)
         connection.commit()
         copy_sql = f"COPY bench_items ({', '.join(COLUMNS)}) FROM STDIN"
@@ -168,7 +165,9 @@ def measure(backend: str, args: argparse.Namespace, path: Path, folder: Path) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=1_000_000, help="rows in the generated CSV")
-    parser.add_argument("--batch-size", type=int, default=5000, help="csv_import batch_size")
+    parser.add_argument(
+        "--batch-size", type=int, default=BATCH_SIZE, help="csv_import batch_size (its default)"
+    )
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--repeat", type=int, default=1, help="attempts per side; the best counts")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)

@@ -135,6 +135,21 @@ def _row_versions(engine: sa.Engine) -> list[str]:
         return list(connection.scalars(sa.text("SELECT xmin::text FROM people ORDER BY id")))
 
 
+def test_a_stored_key_met_mid_batch_is_updated_and_the_rest_loaded(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    first = write(tmp_path, "first.csv", HEADER + "3000,old,0\n")
+    assert run_import(engine, settings, path=str(first)).status == RunStatus.FINISHED
+    lines = "".join(f"{i},n{i},{i}\n" for i in range(1, 6001))  # key 3000 in the second chunk
+    path = write(tmp_path, "people.csv", HEADER + lines)
+    run = run_import(engine, settings, path=str(path), batch_size=5000)
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=6000, rejected=0, files=1)
+    found = rows(engine)
+    assert len(found) == 6000 and found[2999] == (3000, "n3000", 3000.0)
+    assert found[0] == (1, "n1", 1.0) and found[-1] == (6000, "n6000", 6000.0)
+
+
 def test_glob_imports_files_in_sorted_order_later_files_update(
     engine: sa.Engine, settings: Settings, tmp_path: Path
 ) -> None:
@@ -144,6 +159,41 @@ def test_glob_imports_files_in_sorted_order_later_files_update(
     assert run.status == RunStatus.FINISHED, run.error_message
     assert_counts(run, loaded=4, rejected=0, files=2)
     assert rows(engine) == [(1, "Ada", 1.0), (2, "Bea", 2.0), (3, "Cy", 3.0)]
+
+
+def test_dates_in_other_iso_forms_are_stored_as_the_same_day(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    text = "day,sales\n2026-01-01,1\n20260102,2\n2026-W01-6,3\n2026-01-02,4\n"
+    path = write(tmp_path, "sales.csv", text)
+    types = {"day": "date", "sales": "int"}
+    run = run_import(engine, settings, path=str(path), table="sales", key="day", types=types)
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=3, rejected=1, files=1)
+    assert rows(engine, "sales") == [
+        (date(2026, 1, 1), 1),
+        (date(2026, 1, 2), 2),
+        (date(2026, 1, 3), 3),
+    ]
+    assert rejects(engine, run.id)[0][1:3] == (
+        5,
+        "duplicate key day=2026-01-02: an earlier line has it",
+    )
+
+
+def test_sole_whole_number_key_keys_the_table_itself(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "people.csv", HEADER + "7,Ada,1\n")
+    run = run_import(engine, settings, path=str(path))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":  # the key is the rowid: no second B-tree to write
+            found = connection.execute(sa.text("SELECT rowid, id FROM people")).one()
+            assert tuple(found) == (7, 7)
+        else:  # keys come from the file: no sequence behind the column
+            query = "SELECT column_default FROM information_schema.columns WHERE table_name = 'people' AND column_name = 'id'"
+            assert connection.scalar(sa.text(query)) is None
 
 
 def test_composite_key_and_tab_delimiter(
@@ -203,6 +253,60 @@ def test_bad_rows_are_quarantined_with_file_line_and_reason(
             "99999999999999999999,Big,1",
         ),
         ("people.csv", 9, "expected 3 fields, found 4", "4,Eve,4,extra"),
+    ]
+
+
+def test_one_bad_row_among_many_good_ones_is_the_only_one_quarantined(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    lines = [f"{i},n{i},{i}.5\n" for i in range(1, 1001)]
+    lines[611] = "612,n612,oops\n"  # line 613, in the second batch of 500
+    path = write(tmp_path, "people.csv", HEADER + "".join(lines))
+    run = run_import(engine, settings, path=str(path), batch_size=500)
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=999, rejected=1, files=1)
+    found = rows(engine)
+    assert len(found) == 999 and found[0] == (1, "n1", 1.5) and found[-1] == (1000, "n1000", 1000.5)
+    assert 612 not in {row[0] for row in found}
+    assert rejects(engine, run.id) == [
+        ("people.csv", 613, "column 'score': 'oops' is not a valid number", "612,n612,oops")
+    ]
+
+
+def test_bad_rows_past_the_first_chunk_keep_their_lines(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    lines = [f"{i},n{i},{i}\n" for i in range(1, 5001)]
+    lines[2999] = "3000,n3000\n"  # line 3001, in the second chunk of records parsed at once
+    lines[4499] = "10,again,1\n"  # line 4501, in the third: key 10 is on line 11
+    path = write(tmp_path, "people.csv", HEADER + "".join(lines))
+    run = run_import(engine, settings, path=str(path))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=4998, rejected=2, files=1)
+    assert rejects(engine, run.id) == [
+        ("people.csv", 3001, "expected 3 fields, found 2", "3000,n3000"),
+        ("people.csv", 4501, "duplicate key id=10: an earlier line has it", "10,again,1"),
+    ]
+    assert rows(engine)[9] == (10, "n10", 10.0)
+
+
+def test_nul_characters_are_quarantined_not_fatal(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    text = HEADER + "1,Ada,1\n2,B\x00b,2\n3,Cy,3\x00\n4,Di,4\n"
+    path = write(tmp_path, "people.csv", text)
+    run = run_import(engine, settings, path=str(path))
+    assert run.status == RunStatus.FINISHED, run.error_message
+    assert_counts(run, loaded=2, rejected=2, files=1)
+    assert rows(engine) == [(1, "Ada", 1.0), (4, "Di", 4.0)]
+    assert rejects(engine, run.id) == [
+        (
+            "people.csv",
+            3,
+            "column 'name' holds a NUL character, which PostgreSQL cannot store",
+            "2,B\ufffdb,2",
+        ),
+        ("people.csv", 4, "column 'score': '3\\x00' is not a valid number", "3,Cy,3\ufffd"),
     ]
 
 
@@ -324,6 +428,15 @@ def test_missing_key_column_fails_naming_the_file(
     assert run.error_message == (
         f"{path}: the header lacks the key column(s) 'id' (it has 'name', 'score')."
     )
+
+
+def test_nul_character_in_a_column_name_fails_naming_the_file(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "people.csv", "id,na\x00me,score\n1,Ada,1\n")
+    run = run_import(engine, settings, path=str(path))
+    assert run.status == RunStatus.FAILED and run.error_type == "JobError"
+    assert run.error_message == f"{path}: column name(s) 'na\\x00me' hold a NUL character."
 
 
 def test_path_matching_no_file_fails(engine: sa.Engine, settings: Settings, tmp_path: Path) -> None:

@@ -15,6 +15,9 @@ def header_problem(columns: tuple[str, ...], params: dict[str, Any]) -> str | No
     """What is wrong with a header, if anything."""
     if "" in columns:
         return f"column {columns.index('') + 1} of the header has no name"
+    nul = [name for name in columns if "\x00" in name]
+    if nul:  # PostgreSQL refuses it in any text, names and messages too
+        return f"column name(s) {', '.join(map(repr, nul))} hold a NUL character"
     twice = sorted({name for name in columns if columns.count(name) > 1})
     if twice:
         return f"the header names {quoted(twice)} more than once"

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import CsvReject, utcnow
-from db.queries import bulk_insert, create_table, table_layout, upsert_rows
+from db.queries import bulk_insert, create_table, table_layout
 from etl.jobs.base import Batch, Job, JobError
 from etl.jobs.csv_files import (
     ascii_compatible,
@@ -22,8 +22,16 @@ from etl.jobs.csv_files import (
     header_problem,
     quoted,
 )
+from etl.jobs.csv_load import RowWriter
 from etl.jobs.csv_params import check_params, matching_files
-from etl.jobs.csv_rows import TYPES, RowParser, line_numbers, physical_lines, raw_text
+from etl.jobs.csv_rows import (
+    Row,
+    RowParser,
+    line_numbers,
+    physical_lines,
+    raw_text,
+    target_table,
+)
 
 
 @dataclass
@@ -45,6 +53,7 @@ class CsvImportJob(Job):
     earlier in the same file) goes to the quarantine table `csv_reject` with its file, line and
     reason, unless `on_error=fail`; more than `max_rejects` bad rows fail the run. The offset counts
     records across the files, so a resumed run skips exactly what its predecessor committed.
+    Records are read, checked and committed `batch_size` at a time (default 50,000).
     """
 
     kind = "csv_import"
@@ -60,6 +69,7 @@ class CsvImportJob(Job):
         self.tables: dict[tuple[str, ...], sa.Table] = {}
         self.seen: tuple[int, set[Any]] = (-1, set())  # keys loaded so far from file number n
         self.notes: list[str] = []  # log lines from inside a load, written after its commit
+        self.writer = RowWriter()
         return checked
 
     def estimate_total(self, params: dict[str, Any]) -> int | None:
@@ -81,25 +91,24 @@ class CsvImportJob(Job):
                 " they changed since the run being resumed."
             )
 
-    def transform(self, batch: Batch) -> Batch:
-        assert isinstance(batch, CsvBatch)
-        if not batch.records:
-            return batch
-        rows, bad = self._parse(batch)
-        rejects = self._rejects(batch, bad)
-        self._enforce_limits(rejects)
-        return replace(batch, records=rows, rejects=rejects)
-
     def load(self, batch: Batch, session: Session) -> int:
+        """Parse and write the batch a chunk at a time (see RowWriter), then quarantine its bad rows."""
         assert isinstance(batch, CsvBatch)
+        loaded = 0
         if batch.columns:
             table = self._target(batch, session)
-            upsert_rows(session=session, table=table, key=self.params["key"], rows=batch.records)
+            bad: list[tuple[int, str]] = []
+            chunks = self._rows(batch, bad)
+            loaded = self.writer.write(
+                session=session, table=table, key=self.params["key"], chunks=chunks
+            )
+            batch.rejects = self._rejects(batch, bad)  # the runner counts them from the batch
+            self._enforce_limits(batch.rejects)
         if batch.rejects:
             reject_table: sa.Table = CsvReject.__table__  # type: ignore[attr-defined]
             bulk_insert(session=session, table=reject_table, rows=batch.rejects)
-        self._count(batch)
-        return len(batch.records)
+        self._count(batch, loaded)
+        return loaded
 
     # ------------------------------------------------------------ reading
 
@@ -143,14 +152,14 @@ class CsvImportJob(Job):
     def _skip(self, batch: CsvBatch, count: int) -> tuple[CsvBatch, int]:
         """The batch without its first `count` records, which only rebuild the file's seen keys."""
         if count >= batch.size:
-            self._parse(batch)
+            self._remember_keys(batch)
             return replace(batch, records=[], size=0), batch.size
         cut = done = 0
         while done < count:
             done += bool(batch.records[cut])
             cut += 1
         head = batch.records[:cut]
-        self._parse(replace(batch, records=head))
+        self._remember_keys(replace(batch, records=head))
         first_line = batch.first_line + sum(map(physical_lines, head))
         rest = replace(batch, records=batch.records[cut:], size=batch.size - count)
         return replace(rest, first_line=first_line), count
@@ -196,8 +205,8 @@ class CsvImportJob(Job):
 
     # ------------------------------------------------------------ checking
 
-    def _parse(self, batch: CsvBatch) -> tuple[list[Any], list[tuple[int, str]]]:
-        """Typed rows and (index, reason) of bad records; duplicate keys are per file."""
+    def _chunks(self, batch: CsvBatch) -> Iterator[tuple[list[Row], list[tuple[int, str]]]]:
+        """Typed rows and (index, reason) of bad records, by chunk; duplicate keys are per file."""
         if self.seen[0] != batch.file_index:
             self.seen = (batch.file_index, set())
         parser = self.parsers.get(batch.columns)
@@ -205,7 +214,18 @@ class CsvImportJob(Job):
             params = self.params
             parser = RowParser(batch.columns, params["types"], params["key"])
             self.parsers[batch.columns] = parser
-        return parser.parse(batch.records, self.seen[1])
+        return parser.chunks(batch.records, self.seen[1])
+
+    def _rows(self, batch: CsvBatch, bad: list[tuple[int, str]]) -> Iterator[list[Row]]:
+        """The batch's rows a chunk at a time, adding (index, reason) of its bad records to `bad`."""
+        for rows, chunk_bad in self._chunks(batch):
+            bad += chunk_bad
+            yield rows
+
+    def _remember_keys(self, batch: CsvBatch) -> None:
+        """Parse records a resumed run skips, only for their keys: a later duplicate is still one."""
+        for _ in self._chunks(batch):
+            pass
 
     def _rejects(self, batch: CsvBatch, bad: list[tuple[int, str]]) -> list[dict[str, Any]]:
         if not bad:
@@ -242,20 +262,11 @@ class CsvImportJob(Job):
         """The target table for the batch's columns, created or checked on first use."""
         table = self.tables.get(batch.columns)
         if table is None:
-            table = self.tables[batch.columns] = self._define(batch.columns)
+            params = self.params
+            table = target_table(params["table"], batch.columns, params["types"], params["key"])
+            self.tables[batch.columns] = table
             self._prepare(table, batch.file, session)
         return table
-
-    def _define(self, columns: tuple[str, ...]) -> sa.Table:
-        types, key = self.params["types"], self.params["key"]
-        return sa.Table(
-            self.params["table"],
-            sa.MetaData(),
-            *(
-                sa.Column(name, TYPES[types.get(name, "text")].sql(), primary_key=name in key)
-                for name in columns
-            ),
-        )
 
     def _prepare(self, table: sa.Table, file: str, session: Session) -> None:
         """Create the table, or check an existing one can take the file's columns by key."""
@@ -274,10 +285,10 @@ class CsvImportJob(Job):
                 f" ({', '.join(key)}), which csv_import needs to upsert by key."
             )
 
-    def _count(self, batch: CsvBatch) -> None:
+    def _count(self, batch: CsvBatch, loaded: int) -> None:
         counters = self.context.counters
         counters["extracted"] = counters.get("extracted", 0) + batch.size
-        counters["loaded"] = counters.get("loaded", 0) + len(batch.records)
+        counters["loaded"] = counters.get("loaded", 0) + loaded
         counters["rejected"] = counters.get("rejected", 0) + len(batch.rejects)
         done = batch.file_index + 1 if batch.ends_file else 0
         counters["files"] = max(counters.get("files", 0), done)
