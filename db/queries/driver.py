@@ -14,7 +14,6 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -101,13 +100,24 @@ def _plain(value: Any, sqlite: bool) -> Any:
 
 
 class Reader:
-    """A DBAPI cursor and its dialect: runs compiled statements and returns the driver's rows."""
+    """A DBAPI cursor and its dialect: runs compiled statements and returns the driver's rows.
+
+    A context manager (a class, not a generator: it opens on every refresh tick)."""
 
     def __init__(self, dialect: sa.Dialect, cursor: Any, readers: ReadConnections | None) -> None:
         self.dialect = dialect
         self.sqlite = dialect.name == "sqlite"  # timestamps and JSON come back as text
         self.cursor = cursor
         self._readers = readers  # where the cursor's connection came from (None: a session's)
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Close the cursor; a kept connection goes back for the next read."""
+        self.cursor.close()
+        if self._readers is not None:
+            self._readers.give_back(self.cursor.connection)
 
     def rows(
         self,
@@ -165,34 +175,25 @@ class Reader:
             self.cursor.execute(sql, parameters)
 
 
-@contextmanager
-def reader(session: Session) -> Iterator[Reader]:
-    """A Reader in the session's transaction when it has one (its own writes are seen), else on
-    one of the engine's kept read connections, where each statement reads the latest commits."""
+def reader(session: Session) -> Reader:
+    """A Reader (use it in a `with`) in the session's transaction when it has one (its own writes
+    are seen), else on one of the engine's kept read connections, where each statement reads the
+    latest commits."""
     bind = session.get_bind()
     if session.in_transaction() or isinstance(bind, sa.Connection):
-        with closing(session.connection().connection.cursor()) as handle:
-            yield Reader(bind.dialect, handle, None)
-        return
+        return Reader(bind.dialect, session.connection().connection.cursor(), None)
     readers = read_connections(bind)
-    db = Reader(bind.dialect, readers.take().cursor(), readers)
-    try:
-        yield db
-    finally:
-        db.cursor.close()
-        readers.give_back(db.cursor.connection)
+    return Reader(bind.dialect, readers.take().cursor(), readers)
 
 
-@contextmanager
-def streaming(session: Session) -> Iterator[Reader]:
-    """A Reader for results too large to hold, in the session's transaction: its `chunks` come
-    from a server-side cursor on PostgreSQL (which keeps one only inside a transaction)."""
+def streaming(session: Session) -> Reader:
+    """A Reader (use it in a `with`) for results too large to hold, in the session's transaction:
+    its `chunks` come from a server-side cursor on PostgreSQL (kept only inside a transaction)."""
     connection = session.connection()
     raw = connection.connection
     sqlite = connection.dialect.name == "sqlite"
     handle = raw.cursor() if sqlite else raw.cursor(name=f"runwatch_stream_{uuid.uuid4().hex[:12]}")
-    with closing(handle):
-        yield Reader(connection.dialect, handle, None)
+    return Reader(connection.dialect, handle, None)
 
 
 def read(
