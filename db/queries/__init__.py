@@ -69,6 +69,7 @@ from db.queries.stats import (
 from db.queries.stats_daily import DayStats, RunSummary, daily_stats, run_summary, summarise
 from db.queries.tables import (
     TableLayout,
+    copy_rows,
     create_table,
     list_rejects,
     table_layout,
@@ -105,6 +106,7 @@ __all__ = [
     "claim_next_run",
     "count_runs",
     "create_run",
+    "copy_rows",
     "create_table",
     "daily_stats",
     "duration_expr",

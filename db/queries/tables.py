@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -151,21 +151,22 @@ def _upsert_rows_postgres(
     """COPY straight into the table when every key is new (2x faster than upserting), else upsert."""
     try:
         with session.begin_nested():
-            _copy_tuples(session, table, rows)
+            copy_rows(session=session, table=table, rows=rows)
         return
     except psycopg.errors.UniqueViolation:
         pass  # a key exists already: the savepoint undid the COPY
     columns = [sa.Column(c.name, c.type) for c in table.columns]
     batch = sa.Table(_PG_BATCH_TABLE, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
     batch.create(session.connection())
-    _copy_tuples(session, batch, rows)
+    copy_rows(session=session, table=batch, rows=rows)
     insert = postgresql.insert(table).from_select([c.name for c in columns], sa.select(batch))
     session.execute(_on_conflict(insert, table, key))
     batch.drop(session.connection())
 
 
-def _copy_tuples(session: Session, table: sa.Table, rows: Sequence[Sequence[Any]]) -> None:
-    """COPY tuples (in `table`'s column order) through the session's own psycopg connection."""
+def copy_rows(*, session: Session, table: sa.Table, rows: Iterable[Sequence[Any]]) -> None:
+    """COPY tuples (in `table`'s column order) through the session's own psycopg connection,
+    reading `rows` as the COPY streams (PostgreSQL)."""
     preparer = session.get_bind().dialect.identifier_preparer
     columns = ", ".join(preparer.quote(c.name) for c in table.columns)
     copy_sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
-from typing import Any
 
 import psycopg
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from db.queries import upsert_rows
+from db.queries import copy_rows, upsert_rows
 from etl.jobs.csv_rows import Row
 
 
@@ -52,14 +51,10 @@ def _upsert(session: Session, table: sa.Table, key: Sequence[str], rows: list[Ro
 
 def _copy(session: Session, table: sa.Table, chunks: Iterator[list[Row]], kept: list[Row]) -> None:
     """COPY the chunks' rows (in `table`'s column order), adding each chunk to `kept` as it is read."""
-    preparer = session.get_bind().dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(c.name) for c in table.columns)
-    driver: Any = session.connection().connection.driver_connection
-    with (
-        driver.cursor() as cursor,
-        cursor.copy(f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN") as copy,
-    ):
+
+    def keeping() -> Iterator[list[Row]]:
         for rows in chunks:
-            kept += rows
-            for row in rows:
-                copy.write_row(row)
+            kept.extend(rows)
+            yield rows
+
+    copy_rows(session=session, table=table, rows=chain.from_iterable(keeping()))
