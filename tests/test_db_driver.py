@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -196,3 +197,27 @@ def test_streamed_run_rows_come_in_order_across_chunks(engine: sa.Engine) -> Non
             orm = list_runs(session=session, filters=filters, sort=sort, page_size=100).runs
         assert [row.id for row in streamed] == [run.id for run in orm]
         assert streamed[0].created_at == orm[0].created_at
+
+
+def test_concurrent_reads_each_get_a_kept_connection_of_their_own(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        run = make_run(session)
+        for i in range(50):
+            append_event(session=session, run_id=run.id, message=f"line {i}")
+    errors: list[BaseException] = []
+    sizes: list[int] = []
+
+    def read_many() -> None:
+        try:
+            for _ in range(40):
+                with read_session(engine) as session:
+                    sizes.append(len(list_log_lines(session=session, run_id=run.id)))
+        except BaseException as error:  # the assertion below reports it
+            errors.append(error)
+
+    threads = [threading.Thread(target=read_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and sizes == [50] * 320
