@@ -15,6 +15,7 @@ from db.settings import get_settings
 
 WRITE_OPTION = "runwatch_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MAX_IDLE_READERS = 10  # read connections an engine keeps open between reads (see ReadConnections)
 
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -89,9 +90,14 @@ class ReadConnections:
             return connection
 
     def give_back(self, connection: Any) -> None:
-        """Keep `connection` for the next read (unless it was closed)."""
-        if not getattr(connection, "closed", False):
-            self._idle.put(connection)
+        """Keep `connection` for the next read, unless it was closed or enough are kept already
+        (a burst of concurrent reads does not leave its connections open on the server)."""
+        if getattr(connection, "closed", False):
+            return
+        if self._idle.qsize() >= MAX_IDLE_READERS:
+            connection.close()
+            return
+        self._idle.put(connection)
 
     def lost(self, error: Any, connection: Any) -> bool:
         """Whether the DBAPI `error` means the server went away; if so, it and the idle ones close."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from db.engine import read_connections
+from db.engine import MAX_IDLE_READERS, read_connections
 from db.models import Run, RunEvent, RunRow
 from db.queries import (
     RunFilters,
@@ -221,3 +221,15 @@ def test_concurrent_reads_each_get_a_kept_connection_of_their_own(engine: sa.Eng
     for thread in threads:
         thread.join(60)
     assert not errors and sizes == [50] * 320
+
+
+def test_kept_read_connections_beyond_the_idle_limit_are_closed(engine: sa.Engine) -> None:
+    readers = read_connections(engine)
+    taken = [readers.take() for _ in range(MAX_IDLE_READERS + 2)]
+    for connection in taken:
+        readers.give_back(connection)
+    with pytest.raises(engine.dialect.loaded_dbapi.Error):  # the two past the limit were closed
+        taken[-1].cursor().execute("SELECT 1")
+    kept = readers.take()
+    kept.cursor().execute("SELECT 1")
+    readers.give_back(kept)
