@@ -10,6 +10,7 @@ import threading
 import sqlalchemy as sa
 
 from db.engine import get_engine
+from db.migrate import refresh_planner_statistics
 from db.models import Run
 from db.queries import claim_next_run, mark_orphans, write_session
 from db.settings import Settings, get_settings
@@ -52,7 +53,11 @@ class Worker:
         if run is None:
             return None
         log.info("worker %s executing run #%s (%s)", self.worker_id, run.id, run.job)
-        return self.runner.execute(run)
+        ended = self.runner.execute(run)
+        # A long-lived app or worker sees the history grow far past what its start analysed;
+        # this compares two numbers and analyses only when the history outgrew its statistics.
+        refresh_planner_statistics(self.engine)
+        return ended
 
     def run_forever(self) -> None:
         """Execute runs until `stop()`; waits `worker_poll_s` (or a `wake()`) when idle."""

@@ -6,8 +6,10 @@ import pytest
 import sqlalchemy as sa
 
 from db.migrate import init_db
-from db.queries import write_session
+from db.queries import create_run, write_session
+from db.settings import Settings
 from etl.seed import seed_history
+from etl.worker import Worker
 from tests.factories import make_run
 
 
@@ -30,6 +32,17 @@ def test_a_start_analyses_a_history_that_outgrew_its_statistics(engine: sa.Engin
         make_run(session)
     init_db(engine)  # grown by a third: analysed again
     assert _analysed_runs(engine) == 4
+
+
+@pytest.mark.sqlite_only
+def test_a_worker_refreshes_them_as_runs_end(engine: sa.Engine, settings: Settings) -> None:
+    worker = Worker(engine, settings)
+    for expected in (1, 2):
+        with write_session(engine) as session:
+            params = {"total": 10, "batch_size": 5, "delay_ms": 0}
+            create_run(session=session, job="demo", params=params)
+        assert worker.run_once() is not None
+        assert _analysed_runs(engine) == expected
 
 
 def _analysed_runs(engine: sa.Engine) -> int:
