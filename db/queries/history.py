@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -115,15 +115,10 @@ def _run_where(binds: dict[str, Any]) -> sa.ColumnElement[bool]:
     return sa.and_(sa.true(), *clauses)
 
 
-def duration_expr(dialect: str) -> sa.ColumnElement[Any]:
-    """A run's duration in seconds as SQL (NULL until it has ended): the stored column."""
-    return cast(sa.ColumnElement[Any], col(Run.duration_s))
-
-
-def _order_by(sort: RunSort, dialect: str) -> list[Any]:
+def _order_by(sort: RunSort) -> list[Any]:
     column: Any = {
         "created_at": col(Run.created_at),
-        "duration": duration_expr(dialect),
+        "duration": col(Run.duration_s),
         "status": col(Run.status),
         "records": col(Run.records_loaded),
     }[sort.key]
@@ -132,9 +127,9 @@ def _order_by(sort: RunSort, dialect: str) -> list[Any]:
     return [direction.nulls_last(), tiebreak]
 
 
-def runs_query(filters: RunFilters, sort: RunSort, dialect: str) -> Any:
+def runs_query(filters: RunFilters, sort: RunSort) -> Any:
     """The SELECT of the filtered, sorted history (shared by pages, exports and the CLI)."""
-    return select(Run).where(filter_clause(filters)).order_by(*_order_by(sort, dialect))
+    return select(Run).where(filter_clause(filters)).order_by(*_order_by(sort))
 
 
 def list_runs(
@@ -149,7 +144,7 @@ def list_runs(
     filters, sort = filters or RunFilters(), sort or RunSort()
     if page < 1 or page_size < 1:
         raise ValueError("page and page_size start at 1")
-    query = runs_query(filters, sort, session.get_bind().dialect.name)
+    query = runs_query(filters, sort)
     runs = session.exec(query.offset((page - 1) * page_size).limit(page_size)).all()
     return RunPage(runs=list(runs), total=count_runs(session=session, filters=filters))
 
@@ -167,10 +162,9 @@ def list_run_rows(
     if page < 1 or page_size < 1:
         raise ValueError("page and page_size start at 1")
     binds = _run_binds(filters)
-    dialect = session.get_bind().dialect.name
 
     def page_query() -> sa.Select[Any]:
-        query = _rows_query(binds, sort, dialect)
+        query = _rows_query(binds, sort)
         return query.limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
 
     def count_query() -> sa.Select[Any]:
@@ -216,7 +210,7 @@ def iter_runs(
     chunk: int = 2000,
 ) -> Iterator[Run]:
     """Every run the filters select, in order, streamed in chunks (constant memory)."""
-    query = runs_query(filters or RunFilters(), sort or RunSort(), session.get_bind().dialect.name)
+    query = runs_query(filters or RunFilters(), sort or RunSort())
     result = session.exec(query.execution_options(yield_per=chunk))
     for run in result:
         yield run
@@ -233,13 +227,12 @@ def iter_run_rows(
     """Every run the filters select, in order, as RunRows streamed in chunks (the audit exports)."""
     filters, sort = filters or RunFilters(), sort or RunSort()
     binds = _run_binds(filters)
-    dialect = session.get_bind().dialect.name
     with driver.streaming(session) as db:
-        query = partial(_rows_query, binds, sort, dialect)
+        query = partial(_rows_query, binds, sort)
         for rows in db.chunks(("run_stream", *binds, sort), query, binds, chunk):
             yield from run_rows(rows, db.sqlite)
 
 
-def _rows_query(binds: dict[str, Any], sort: RunSort, dialect: str) -> sa.Select[Any]:
+def _rows_query(binds: dict[str, Any], sort: RunSort) -> sa.Select[Any]:
     """The RUN_ROW_COLUMNS of the runs filtered by `binds` (see _run_binds), in `sort` order."""
-    return sa.select(*RUN_ROW_COLUMNS).where(_run_where(binds)).order_by(*_order_by(sort, dialect))
+    return sa.select(*RUN_ROW_COLUMNS).where(_run_where(binds)).order_by(*_order_by(sort))

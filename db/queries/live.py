@@ -11,7 +11,7 @@ from sqlmodel import Session, col
 
 from db.models import ACTIVE_STATUSES, Job, Run, RunRow, RunStatus
 from db.queries import driver
-from db.queries.history import RUN_ROW_COLUMNS, duration_expr, run_rows
+from db.queries.history import RUN_ROW_COLUMNS, run_rows
 
 HISTORY_RUNS = 50  # past successful runs an ETA learns from
 
@@ -67,7 +67,7 @@ def _job_live(db: driver.Reader, job: tuple[Any, ...]) -> JobLive:
     name, title, kind, params, schedule, enabled = job
     values = {"job": name, "finished": RunStatus.FINISHED}
     recent = run_rows(db.rows("live_recent", _recent, values), db.sqlite)
-    successes = db.rows("live_successes", lambda: _successes(db.dialect.name), values)
+    successes = db.rows("live_successes", _successes, values)
     last_success = next((run for run in recent if run.status == RunStatus.FINISHED), None)
     if last_success is None and successes:
         by_id = {"run_id": successes[0][0]}
@@ -98,10 +98,10 @@ def _run() -> sa.Select[Any]:
     return sa.select(*RUN_ROW_COLUMNS).where(col(Run.id) == sa.bindparam("run_id"))
 
 
-def _successes(dialect: str) -> sa.Select[Any]:
+def _successes() -> sa.Select[Any]:
     """Id and throughput (records/s; NULL when unmeasurable or resumed) of the job's newest
     finished runs: computed in SQL, so the tick converts no timestamps."""
-    duration = duration_expr(dialect)
+    duration = col(Run.duration_s)
     measurable = sa.and_(col(Run.resumed_from).is_(None), col(Run.offset) > 0, duration > 0)
     rate = sa.case((measurable, sa.cast(col(Run.offset), sa.Float) / duration))
     return (

@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 
 from db.models import Run, RunStatus
 from db.queries import driver
-from db.queries.history import RunFilters, _run_binds, duration_expr, filter_clause
+from db.queries.history import RunFilters, _run_binds, filter_clause
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def duration_percentiles(*, session: Session, scope: StatsScope) -> dict[str | N
 
 def _percentiles_postgres(session: Session, scope: StatsScope) -> dict[str | None, Percentiles]:
     def query() -> sa.Select[Any]:
-        duration = duration_expr("postgresql")
+        duration = col(Run.duration_s)
         return (
             sa.select(
                 col(Run.job),
@@ -125,8 +125,8 @@ def _percentiles_sqlite(session: Session, scope: StatsScope) -> dict[str | None,
     of the scope's finished runs, read from a covering index; sorting and interpolating them here,
     exactly as percentile_cont does, measured 10-20 times faster than SQLite's window functions."""
 
-    def query() -> sa.Select[Any]:
-        return sa.select(col(Run.job), duration_expr("sqlite")).where(_finished_in(scope))
+    def query() -> sa.ClauseElement:
+        return sa.select(col(Run.job), col(Run.duration_s)).where(_finished_in(scope))
 
     by_job: dict[str, list[float]] = defaultdict(list)
     for job, seconds in _read(session, "stats_durations", scope, query):
@@ -218,10 +218,10 @@ def _points(rows: Sequence[Any], reasons: dict[int, str], dialect: str) -> list[
     ]
 
 
-def _newest(where: Sequence[sa.ColumnElement[bool]], dialect: str) -> sa.Select[Any]:
+def _newest(where: Sequence[sa.ColumnElement[bool]]) -> sa.ClauseElement:
     """The points of the runs `where` selects, newest first, `stats_limit` of them."""
     return (
-        sa.select(*_POINT_COLUMNS, duration_expr(dialect))
+        sa.select(*_POINT_COLUMNS, col(Run.duration_s))
         .where(*where)
         .order_by(col(Run.created_at).desc(), col(Run.id).desc())
         .limit(sa.bindparam("stats_limit"))
@@ -232,9 +232,9 @@ def duration_points(*, session: Session, scope: StatsScope, limit: int = 2000) -
     """The newest `limit` ended runs of the scope with their durations, oldest first (a chart)."""
     dialect = _dialect(session)
 
-    def query() -> sa.Select[Any]:
-        ended = duration_expr(dialect).is_not(None)
-        return _newest([filter_clause(scope.filters()), ended], dialect)
+    def query() -> sa.ClauseElement:
+        ended = col(Run.duration_s).is_not(None)
+        return _newest([filter_clause(scope.filters()), ended])
 
     rows = _read(session, "stats_points", scope, query, {"stats_limit": limit})
     return _points(rows, {}, dialect)[::-1]
@@ -256,18 +256,18 @@ def highlighted_runs(
     for i, (job, p90) in enumerate(p90s.items()):
         values |= {f"stats_job_{i}": job, f"stats_p90_{i}": p90}
 
-    def query() -> sa.Select[Any]:
+    def query() -> sa.ClauseElement:
         finished = col(Run.status) == RunStatus.FINISHED
         slow = [
             sa.and_(
                 col(Run.job) == sa.bindparam(f"stats_job_{i}", job),
                 finished,
-                duration_expr(dialect) > sa.bindparam(f"stats_p90_{i}", p90),
+                col(Run.duration_s) > sa.bindparam(f"stats_p90_{i}", p90),
             )
             for i, (job, p90) in enumerate(p90s.items())
         ]
         failed = col(Run.status) == RunStatus.FAILED
-        return _newest([filter_clause(scope.filters()), sa.or_(failed, *slow)], dialect)
+        return _newest([filter_clause(scope.filters()), sa.or_(failed, *slow)])
 
     rows = _read(session, "stats_highlights", scope, query, values)
     reasons = {

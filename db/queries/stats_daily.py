@@ -11,12 +11,11 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from db.models import Run, RunStatus, UTCDateTime, utc_day
-from db.queries.history import duration_expr, filter_clause
+from db.queries.history import filter_clause
 from db.queries.stats import (
     NO_DURATIONS,
     Percentiles,
     StatsScope,
-    _dialect,
     _read,
     duration_percentiles,
     mean_time_to_recovery,
@@ -72,7 +71,6 @@ def daily_stats(*, session: Session, scope: StatsScope) -> list[DayStats]:
 
     SQL groups by day and status, reading ix_run_day_status in its own order (no sort and no
     per-status CASE sums); the few rows of each day are folded into its DayStats here."""
-    dialect = _dialect(session)
 
     def query() -> sa.ClauseElement:
         day, status = utc_day(col(Run.created_at)), col(Run.status)
@@ -82,7 +80,7 @@ def daily_stats(*, session: Session, scope: StatsScope) -> list[DayStats]:
                 status,
                 sa.func.count(),
                 sa.func.sum(col(Run.records_loaded)),
-                sa.func.sum(duration_expr(dialect)),
+                sa.func.sum(col(Run.duration_s)),
             )
             .where(filter_clause(scope.filters()), *_days_of(day))
             .group_by(day, status)
