@@ -9,7 +9,7 @@ import streamlit as st
 from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
 from db.queries import ActiveRunExists, JobLive, RunwatchError
 from db.settings import get_settings
-from etl.eta import estimate
+from reports.eta import estimate
 from ui import badges, live, refresh
 from ui.app import database_guard
 

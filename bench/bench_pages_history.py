@@ -7,7 +7,7 @@ For each backend (SQLite file, PostgreSQL database created and dropped here) it 
 history with etl.seed, then times:
 - one History page (filtered, sorted, page of 50 with the count: list_run_rows), beside
   the very same SQL statements replayed through the bare driver (the floor);
-- the Statistics aggregates for 90 days (etl.stats.load_statistics), beside the same floor,
+- the Statistics aggregates for 90 days (reports.stats.load_statistics), beside the same floor,
   then each of its data functions beside its own;
 - an AppTest rerun of the History and the Statistics page;
 - Download CSV of every run (SQLite): rows/s and peak Python memory, beside `sqlite3 -csv`.
@@ -55,8 +55,8 @@ from db.queries import (
     read_session,
 )
 from db.settings import get_settings
-from etl.export import stream_export
-from etl.stats import load_statistics, preset_scope
+from reports.export import stream_export
+from reports.stats import load_statistics, preset_scope
 
 ROOT = Path(__file__).resolve().parents[1]
 HISTORY_CASES = {

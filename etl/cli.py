@@ -41,11 +41,11 @@ from db.queries import (
     write_session,
 )
 from db.settings import get_settings
-from etl import dates
 from etl.jobs import JobError, RunContext, job_class
 from etl.progress import ProgressBar, format_duration
 from etl.runner import Runner
 from etl.worker import Worker, make_worker_id
+from reports import dates
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACTIVE = 0, 1, 2, 3
 _MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
@@ -104,7 +104,7 @@ def cmd_add_job(args: argparse.Namespace, engine: sa.Engine) -> int:
 
 def cmd_serve_api(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Serve the HTTP API and live feed."""
-    from etl.api import serve
+    from api.app import serve
 
     serve(host=args.host, port=args.port)
     return EXIT_OK
@@ -345,7 +345,7 @@ def cmd_runs(args: argparse.Namespace, engine: sa.Engine) -> int:
 
 def export(engine: sa.Engine, fmt: Any, filters: RunFilters, sort: RunSort, out: Any) -> None:
     """Stream the audit export: the very bytes the app and the API produce."""
-    from etl.export import stream_export
+    from reports.export import stream_export
 
     actor = get_settings().actor
     for chunk in stream_export(

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from db.models import utcnow
-from etl.stats import CUSTOM, POINT_LIMIT, RANGE_CHOICES, load_statistics
+from reports.stats import CUSTOM, POINT_LIMIT, RANGE_CHOICES, load_statistics
 from ui import app, charts, statistics
 
 st.set_page_config(page_title="Statistics · Runwatch", page_icon="⏱", layout="wide")

@@ -9,7 +9,7 @@ import streamlit as st
 from db.models import LEVELS
 from db.queries import LogLine
 from db.settings import get_settings
-from etl.logs import stream_log
+from reports.logs import stream_log
 from ui import badges, live, refresh
 from ui.app import database_guard, engine
 
@@ -63,7 +63,7 @@ def show(lines: list[LogLine], newest_first: bool) -> None:
 
 
 def download(run_id: int | None) -> None:
-    """Download log: the chosen run's full log, streamed by etl.logs when clicked."""
+    """Download log: the chosen run's full log, streamed by reports.logs when clicked."""
     if run_id is None:
         st.caption("Choose a run to download its full log.")
         return

@@ -63,7 +63,7 @@ def running_api(
     database_url: str | None = None, *, settings: Settings | None = None
 ) -> Iterator[str]:
     """The Runwatch API on `database_url` (migrated already) in a real uvicorn server; yields its URL."""
-    from etl.api import create_app
+    from api.app import create_app
 
     settings = settings or get_settings()
     if database_url is not None:

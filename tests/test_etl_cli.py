@@ -30,8 +30,8 @@ from db.queries import (
 )
 from db.settings import Settings
 from etl.cli import main, parse_moment, parse_param, parse_until
-from etl.export import stream_export
 from etl.seed import seed_history
+from reports.export import stream_export
 from tests.factories import make_run
 
 ROOT = Path(__file__).resolve().parent.parent

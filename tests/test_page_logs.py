@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from db.queries import append_event, list_events, list_log_lines, read_session, write_session
-from etl.logs import stream_log
+from reports.logs import stream_log
 from tests.factories import make_run
 from tests.pages import run_page
 

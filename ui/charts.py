@@ -1,4 +1,4 @@
-"""Altair charts of the Statistics page, drawn from etl.stats' small aggregates."""
+"""Altair charts of the Statistics page, drawn from reports.stats' small aggregates."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""History's Download CSV / Download JSON buttons: the whole filtered set via etl.export."""
+"""History's Download CSV / Download JSON buttons: the whole filtered set via reports.export."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import streamlit as st
 
 from db.queries import RunFilters, RunSort
-from etl.export import FORMATS, MEDIA_TYPES, Format, stream_export
+from reports.export import FORMATS, MEDIA_TYPES, Format, stream_export
 
 SOURCE = "app"
 

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from db.queries import RunPoint, RunSummary, StatsScope
-from etl.stats import CUSTOM, custom_scope, preset_scope
+from reports.stats import CUSTOM, custom_scope, preset_scope
 from ui.badges import format_duration, local_time, status_label
 
 DEFAULT_RANGE = "7 d"

@@ -12,7 +12,7 @@ import pytest
 from db.engine import get_engine
 from db.models import utcnow
 from db.queries import RunFilters, iter_runs, list_audit, read_session, write_session
-from etl.export import csv_chunks
+from reports.export import csv_chunks
 from tests.e2e.conftest import AppServer, poll, screenshot, wait_for_app
 from tests.factories import make_run
 

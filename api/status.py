@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
+from api.models import EtlStatus, PerformanceMetrics
 from db.models import ACTIVE_STATUSES, EventKind, Run, RunStatus, utcnow
 from db.queries import RunFilters, list_events, list_runs, live_overview
-from etl.api_models import EtlStatus, PerformanceMetrics
-from etl.eta import estimate
+from reports.eta import estimate
 
 
 class ProcessMeter:

@@ -14,7 +14,7 @@ import requests
 import sqlalchemy as sa
 from sseclient import Event, SSEClient
 
-import etl.feed
+import api.feed
 from db.models import Job
 from db.queries import (
     append_event,
@@ -206,7 +206,7 @@ def test_run_states_pass_the_level_filter(api_url: str, engine: sa.Engine) -> No
 def test_stream_starts_with_a_retry_hint_and_keeps_alive(
     api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(etl.feed, "KEEPALIVE_S", 0.2)
+    monkeypatch.setattr(api.feed, "KEEPALIVE_S", 0.2)
     with requests.get(f"{api_url}{FEED}", stream=True, timeout=(10, WAIT_S)) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         seen = b""
@@ -263,7 +263,7 @@ def test_reader_queries_do_not_grow_with_clients(api_url: str, engine: sa.Engine
 def test_a_client_too_far_behind_is_dropped_and_others_go_on(
     api_url: str, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(etl.feed, "QUEUE_LIMIT", 600)
+    monkeypatch.setattr(api.feed, "QUEUE_LIMIT", 600)
     with write_session(engine) as session:
         run_id = make_run(session).id
     stalled = FeedClient(f"{api_url}{FEED}")  # never reads
@@ -286,7 +286,7 @@ def test_a_client_too_far_behind_is_dropped_and_others_go_on(
 def test_the_reader_stops_when_the_last_client_leaves(
     api_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(etl.feed, "READER_IDLE_S", 0.2)
+    monkeypatch.setattr(api.feed, "READER_IDLE_S", 0.2)
     client = FeedClient(f"{api_url}{FEED}")
     assert stats(api_url)["reader_running"] is True
     client.close()
@@ -301,7 +301,7 @@ def test_close_streams_ends_every_stream_and_a_new_client_starts_over(
     api_url: str, engine: sa.Engine
 ) -> None:
     clients = [FeedClient(f"{api_url}{FEED}") for _ in range(3)]
-    etl.feed.close_streams()
+    api.feed.close_streams()
     for client in clients:
         assert list(client.events()) == []  # the stream ends instead of waiting for events
         client.close()
@@ -316,10 +316,10 @@ def test_close_streams_ends_every_stream_and_a_new_client_starts_over(
 def test_clients_of_a_stopped_server_are_forgotten(
     engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(etl.feed, "READER_IDLE_S", 0.2)
-    hub = etl.feed.FeedHub(engine)
+    monkeypatch.setattr(api.feed, "READER_IDLE_S", 0.2)
+    hub = api.feed.FeedHub(engine)
     loop = asyncio.new_event_loop()
-    hub.register(etl.feed.Subscriber(hub=hub, loop=loop, filter=etl.feed.FeedFilter()))
+    hub.register(api.feed.Subscriber(hub=hub, loop=loop, filter=api.feed.FeedFilter()))
     loop.close()  # its server stopped without ending the stream
     deadline = time.monotonic() + WAIT_S
     while hub.stats()["reader_running"] and time.monotonic() < deadline:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from db.models import Run
 from db.queries import RunFilters, RunSort, list_audit, read_session, write_session
-from etl.export import FIELDS, neutralise, stream_export
+from reports.export import FIELDS, neutralise, stream_export
 from tests.factories import make_run
 
 HEADER = (

@@ -1,13 +1,11 @@
 """The HTTP API: status, trigger, history, run details, exports and health (FastAPI).
 
-Every route is a thin layer over `db.queries` and `etl.export`; errors become 4xx bodies whose
+Every route is a thin layer over `db.queries` and `reports.export`; errors become 4xx bodies whose
 `detail` is meant for the user, and an unreachable database becomes 503.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,12 +17,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api.feed import router as feed_router
+from api.params import BadParameter
+from api.routes import router
+from api.status import ProcessMeter
 from db.engine import get_engine
 from db.queries import ActiveRunExists, InvalidState, NotFound, RunwatchError
 from db.settings import Settings, get_settings
-from etl.api_params import BadParameter
-from etl.api_routes import router
-from etl.api_status import ProcessMeter
 from etl.jobs import JobError
 from etl.worker import BackgroundWorker
 
@@ -49,8 +48,7 @@ def create_app(engine: sa.Engine | None = None, settings: Settings | None = None
     _add_cors(app, settings)
     _add_error_handlers(app)
     app.include_router(router)
-    if importlib.util.find_spec("etl.feed") is not None:
-        app.include_router(importlib.import_module("etl.feed").router)
+    app.include_router(feed_router)
     return app
 
 

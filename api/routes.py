@@ -1,4 +1,4 @@
-"""The API's routes: thin calls into `db.queries`, `etl.export` and the job classes."""
+"""The API's routes: thin calls into `db.queries`, `reports.export` and the job classes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,23 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlmodel import Session
 
+from api.models import (
+    MAX_ID,
+    ActionResponse,
+    ErrorBody,
+    EtlStatus,
+    EventItem,
+    EventPage,
+    Health,
+    JobName,
+    LogItem,
+    LogPage,
+    RunDetail,
+    TriggerRequest,
+    TriggerResponse,
+)
+from api.params import Filters, RunId, Sort, check_params
+from api.status import estimated_duration, etl_status
 from db.models import RunStatus, Trigger
 from db.queries import (
     InvalidState,
@@ -28,25 +45,8 @@ from db.queries import (
     resume_run,
     write_session,
 )
-from etl.api_models import (
-    MAX_ID,
-    ActionResponse,
-    ErrorBody,
-    EtlStatus,
-    EventItem,
-    EventPage,
-    Health,
-    JobName,
-    LogItem,
-    LogPage,
-    RunDetail,
-    TriggerRequest,
-    TriggerResponse,
-)
-from etl.api_params import Filters, RunId, Sort, check_params
-from etl.api_status import estimated_duration, etl_status
-from etl.export import MEDIA_TYPES, Format, stream_export
 from etl.jobs import JobError, RunContext, job_class
+from reports.export import MEDIA_TYPES, Format, stream_export
 
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Request
 
+from api.models import MAX_ID, NO_NUL, JobName
 from db.models import RunStatus, Trigger
 from db.queries import SORT_KEYS, RunFilters, RunSort
-from etl.api_models import MAX_ID, NO_NUL, JobName
-from etl.dates import as_utc, range_end
+from reports.dates import as_utc, range_end
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Id of the run.")]
 

@@ -20,7 +20,7 @@ from db.queries import (
     run_summary,
     write_session,
 )
-from etl.stats import custom_scope, load_statistics, preset_scope
+from reports.stats import custom_scope, load_statistics, preset_scope
 from tests.factories import make_run
 
 DAY0 = (utcnow() - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
+from api.app import create_app
 from db.models import AuditEvent
 from db.queries import (
     RunFilters,
@@ -30,8 +31,7 @@ from db.queries import (
     write_session,
 )
 from db.settings import Settings
-from etl.api import create_app
-from etl.export import FIELDS, record_values, stream_export
+from reports.export import FIELDS, record_values, stream_export
 from tests.apiserver import running_api, running_app
 from tests.factories import make_run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etl.eta import UNKNOWN, Eta, estimate, percentile, throughput
+from reports.eta import UNKNOWN, Eta, estimate, percentile, throughput
 
 
 def test_percentile_interpolates_between_order_statistics() -> None:
