@@ -7,10 +7,10 @@ import json
 import streamlit as st
 
 from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
-from db.queries import ActiveRunExists, JobLive, RunwatchError
+from db.queries import ActiveRunExists, BadParams, JobLive, RunwatchError
 from db.settings import get_settings
 from reports.eta import estimate
-from ui import badges, live, refresh
+from ui import actions, badges, reads, refresh
 from ui.app import database_guard
 
 st.set_page_config(page_title="Runwatch — Live", page_icon="⏱", layout="wide")
@@ -43,12 +43,15 @@ def confirm_run(job: JobLive) -> None:
         return
     with database_guard():
         try:
-            run_id = live.run_now(job.name, live.parse_params(text, job.name))
-        except ValueError as error:
+            run_id = actions.run_now(job.name, actions.parse_params(text))
+        except (ValueError, BadParams) as error:
             st.error(str(error))
             return
         except ActiveRunExists as error:
             st.warning(already_active(job.name, error.run_id))
+            return
+        except RunwatchError as error:  # the job was disabled or removed since the page was drawn
+            st.warning(str(error))
             return
     close_dialog()
     st.session_state["home_flash"] = f"Run #{run_id} of {job.name} is queued and starts shortly."
@@ -113,7 +116,7 @@ def eta_text(low: float | None, high: float | None) -> str:
     return first if first == last else f"{first} – {last}"
 
 
-def actions(job: JobLive) -> None:
+def job_actions(job: JobLive) -> None:
     """Run now and Cancel run."""
     left, right = st.columns(2)
     if left.button("Run now", key=f"home_run_{job.name}", type="primary", disabled=not job.enabled):
@@ -128,13 +131,13 @@ def actions(job: JobLive) -> None:
         return
     if job.cancel_requested:
         right.caption("Cancelling after the current batch…")
-    elif right.button("Cancel run", key=f"home_cancel_{job.name}"):
-        try:
-            st.session_state["home_flash"] = live.cancel(active.id)
-        except RunwatchError as error:
-            st.warning(str(error))
-            return
-        st.rerun()
+    else:
+        right.button(
+            "Cancel run",
+            key=f"home_cancel_{job.name}",
+            on_click=actions.notify,
+            args=("home_notice", lambda: actions.cancel(active.id)),
+        )
 
 
 def last_runs(job: JobLive) -> None:
@@ -181,7 +184,7 @@ def job_panel(job: JobLive) -> None:
         title.subheader(job.title or job.name)
         with badge:
             badges.status_badge(job_state(job))
-        actions(job)
+        job_actions(job)
         if job.active:
             progress(job, job.active)
         if not job.recent:
@@ -191,11 +194,15 @@ def job_panel(job: JobLive) -> None:
 
 
 with database_guard():
-    jobs = live.overview(get_settings().database_url)
+    jobs = reads.overview(get_settings().database_url)
+actions.show_notice("home_notice")
 if flash := st.session_state.pop("home_flash", None):
     st.success(flash)
 watch_for_toasts(jobs)
 names = [job.name for job in jobs]
+if (gone := st.session_state.get("home_dialog")) and gone not in names:
+    close_dialog()  # removed while its Run now dialog was open
+    st.warning(f"Job '{gone}' no longer exists; nothing was started.")
 chosen = st.sidebar.selectbox("Job", ["All jobs", *names], key="home_job")
 if not jobs:
     st.info("No jobs are configured yet.")

@@ -22,8 +22,9 @@ from api.params import BadParameter
 from api.routes import router
 from api.status import ProcessMeter
 from db.engine import get_engine
-from db.queries import ActiveRunExists, InvalidState, NotFound, RunwatchError
+from db.queries import ActiveRunExists, RunwatchError
 from db.settings import Settings, get_settings
+from etl.commands import refusal
 from etl.jobs import JobError
 from etl.worker import BackgroundWorker
 
@@ -84,12 +85,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": detail, "message": str(error)}, status_code=422)
 
     async def refused(_: Request, error: Exception) -> JSONResponse:
-        if isinstance(error, ActiveRunExists):
-            return _error(409, str(error), run_id=error.run_id)
-        status = (
-            404 if isinstance(error, NotFound) else 409 if isinstance(error, InvalidState) else 400
-        )
-        return _error(status, str(error))
+        assert isinstance(error, RunwatchError)
+        extra = {"run_id": error.run_id} if isinstance(error, ActiveRunExists) else {}
+        return _error(refusal(error).http_status, str(error), error=type(error).__name__, **extra)
 
     async def job_error(_: Request, error: Exception) -> JSONResponse:
         return _error(422, str(error))

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from db.engine import get_engine
-from db.models import LEVELS, EventKind, RunEvent
+from db.models import JOB_NAME_MAX, LEVELS, MAX_ID, EventKind, RunEvent
 from db.queries import EVENT_CHANNEL, last_event_id, list_events, read_session, run_jobs
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ PG_POLL_S = 2.0  # PostgreSQL: safety-net poll between notifications
 READER_IDLE_S = 5.0  # the reader stops after this long without clients
 QUEUE_LIMIT = 10_000  # events queued for one client before it is dropped as too slow
 PAGE = 500  # events per database read (reader and catch-up)
-MAX_ID = 2**63 - 1  # ids are 64-bit integers in the database
 
 router = APIRouter(tags=["live feed"])
 
@@ -125,7 +124,7 @@ def _bad(name: str, message: str, where: str = "query") -> RequestValidationErro
 
 
 def _event_id(text: str) -> int | None:
-    """`text` as an id (ASCII digits, within a 64-bit integer), else None."""
+    """`text` as an event id (ASCII digits, one the database can hold), else None."""
     text = text.strip()
     if not (text.isascii() and text.isdigit()) or int(text) > MAX_ID:
         return None
@@ -133,7 +132,7 @@ def _event_id(text: str) -> int | None:
 
 
 def _job_name(text: str) -> bool:
-    return 0 < len(text) <= 100 and text.isprintable()
+    return 0 < len(text) <= JOB_NAME_MAX and text.isprintable()
 
 
 def parse_filter(

@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from db.models import Run, RunEvent, RunRecord
+from db.models import JOB_NAME_MAX, Run, RunEvent, RunRecord
 
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
-JobName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
+JobName = Annotated[str, StringConstraints(min_length=1, max_length=JOB_NAME_MAX, pattern=NO_NUL)]
 
 
 class PerformanceMetrics(BaseModel):

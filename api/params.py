@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
 
-from api.models import MAX_ID, NO_NUL, JobName
-from db.models import RunStatus, Trigger
+from api.models import NO_NUL, JobName
+from db.models import MAX_ID, RunStatus, Trigger
 from db.queries import SORT_KEYS, RunFilters, RunSort
 from reports.dates import as_utc, range_end
 
@@ -86,23 +85,3 @@ def run_sort(
 
 
 Sort = Annotated[RunSort, Depends(run_sort)]
-
-
-def check_params(params: dict[str, Any]) -> None:
-    """BadParameter naming the first parameter the database could not store (NUL, NaN, infinity)."""
-    for name, value in params.items():
-        if not _storable(name) or not _storable(value):
-            message = f"Parameter '{name}' holds a NUL character or a non-finite number."
-            raise BadParameter("params", message, "body")
-
-
-def _storable(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" not in value
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    return True

@@ -1,18 +1,14 @@
-"""The API's routes: thin calls into `db.queries`, `reports.export` and the job classes."""
+"""The API's routes: reads through `db.queries` and `reports`, every change through `etl.commands`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlmodel import Session
 
 from api.models import (
-    MAX_ID,
     ActionResponse,
     ErrorBody,
     EtlStatus,
@@ -26,27 +22,22 @@ from api.models import (
     TriggerRequest,
     TriggerResponse,
 )
-from api.params import Filters, RunId, Sort, check_params
+from api.params import Filters, RunId, Sort
 from api.status import estimated_duration, etl_status
-from db.models import RunStatus, Trigger
+from db.models import MAX_ID, RunStatus
 from db.queries import (
-    InvalidState,
     RunFilters,
     RunSort,
     count_runs,
-    create_run,
     get_job,
     get_run,
     list_events,
     list_runs,
     read_session,
-    record_audit,
-    request_cancel,
-    resume_run,
-    write_session,
 )
-from etl.jobs import JobError, RunContext, job_class
-from reports.export import MEDIA_TYPES, Format, stream_export
+from etl import commands
+from etl.commands import Caller, Source
+from reports.export import MEDIA_TYPES, Format, file_name
 
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -61,9 +52,10 @@ def engine_of(request: Request) -> sa.Engine:
     return engine
 
 
-def actor_of(request: Request) -> str:
-    """Who made the request, for audit records (no login yet: the client's address)."""
-    return f"api:{request.client.host}" if request.client else "api"
+def caller_of(request: Request) -> Caller:
+    """Who made the request, for audit records (no sign-in yet: the client's address)."""
+    actor = f"api:{request.client.host}" if request.client else "api"
+    return Caller(actor=actor, source=Source.API)
 
 
 @router.get("/api/etl/status", response_model=EtlStatus, responses=ERRORS)
@@ -78,49 +70,13 @@ def status(request: Request, job: Annotated[JobName | None, Query()] = None) -> 
 @router.post("/api/etl/trigger", status_code=202, response_model=TriggerResponse, responses=ERRORS)
 def trigger(request: Request, body: TriggerRequest) -> TriggerResponse:
     """Enqueue a run of a job (trigger `api`); 409 names the active run when there is one."""
-    actor = actor_of(request)
-    with write_session(engine_of(request)) as session:
-        params, total = _validated(session, body.job, body.params)
-        run = create_run(
-            session=session, job=body.job, trigger=Trigger.API, triggered_by=actor, params=params
-        )
-        record_audit(
-            session=session,
-            actor=actor,
-            action="trigger",
-            target=body.job,
-            details={"run_id": run.id, "params": body.params},
-        )
-        eta = estimated_duration(session=session, job=body.job, total=total)
-    _wake(request)
+    engine = engine_of(request)
+    run = commands.trigger(engine, caller_of(request), body.job, body.params)
+    with read_session(engine) as session:
+        eta = estimated_duration(session=session, job=body.job, total=run.total_records)
     assert run.id is not None
     message = f"Run #{run.id} of job '{body.job}' enqueued."
     return TriggerResponse(success=True, log_id=run.id, message=message, estimated_duration=eta)
-
-
-def _validated(
-    session: Session, name: str, params: dict[str, Any]
-) -> tuple[dict[str, Any], int | None]:
-    """The caller's params checked by the job class (JobError → 422), and the run's estimated total."""
-    job = get_job(session=session, name=name)
-    if not job.enabled:
-        raise InvalidState(f"Job '{name}' is disabled; enable it on the Jobs page first.")
-    check_params(params)
-    try:
-        instance = job_class(job.kind)(RunContext(run_id=0, job=name), {**job.params, **params})
-        return params, instance.estimate_total(instance.params)
-    except JobError:
-        raise
-    except (
-        Exception
-    ) as error:  # a job's validate() that trips over odd input still means bad params
-        raise JobError(f"Invalid params for job '{name}': {error}") from None
-
-
-def _wake(request: Request) -> None:
-    worker = request.app.state.worker
-    if worker is not None:
-        worker.wake()
 
 
 @router.get("/api/etl/logs", response_model=LogPage)
@@ -162,10 +118,7 @@ def run_events(
 @router.post("/api/etl/runs/{run_id}/cancel", response_model=ActionResponse, responses=ERRORS)
 def cancel(request: Request, run_id: RunId) -> ActionResponse:
     """Cancel a pending run at once, or ask a running one to stop after its current batch."""
-    actor = actor_of(request)
-    with write_session(engine_of(request)) as session:
-        run = request_cancel(session=session, run_id=run_id, actor=actor)
-        record_audit(session=session, actor=actor, action="cancel", target=f"run:{run_id}")
+    run = commands.cancel(engine_of(request), caller_of(request), run_id)
     done = run.status == RunStatus.CANCELLED
     message = f"Run #{run_id} " + ("cancelled." if done else "will stop after its current batch.")
     return ActionResponse(success=True, log_id=run_id, status=run.status, message=message)
@@ -185,18 +138,11 @@ def retry(
     ] = False,
 ) -> TriggerResponse:
     """Enqueue a new run that resumes a failed or cancelled run from its checkpoint (or restarts it)."""
-    actor = actor_of(request)
-    with write_session(engine_of(request)) as session:
-        run = resume_run(
-            session=session, run_id=run_id, triggered_by=actor, from_checkpoint=not restart
-        )
-        details = {"run_id": run.id, "from_checkpoint": not restart}
-        record_audit(
-            session=session, actor=actor, action="retry", target=f"run:{run_id}", details=details
-        )
-        left = None if run.total_records is None else run.total_records - run.offset
+    engine = engine_of(request)
+    run = commands.resume(engine, caller_of(request), run_id, from_checkpoint=not restart)
+    left = None if run.total_records is None else run.total_records - run.offset
+    with read_session(engine) as session:
         eta = estimated_duration(session=session, job=run.job, total=left)
-    _wake(request)
     assert run.id is not None
     how = "from zero" if restart else f"from offset {run.offset:,}"
     message = f"Run #{run.id} enqueued to retry run #{run_id} {how}."
@@ -219,16 +165,8 @@ def health(request: Request) -> Any:
 
 
 def _export(request: Request, fmt: Format, filters: RunFilters, sort: RunSort) -> StreamingResponse:
-    chunks: Iterator[bytes] = stream_export(
-        engine=engine_of(request),
-        fmt=fmt,
-        filters=filters,
-        sort=sort,
-        actor=actor_of(request),
-        source="api",
-    )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    headers = {"Content-Disposition": f'attachment; filename="runwatch-runs-{stamp}.{fmt}"'}
+    chunks = commands.export(engine_of(request), caller_of(request), fmt, filters, sort)
+    headers = {"Content-Disposition": f'attachment; filename="{file_name(fmt)}"'}
     return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 

@@ -72,6 +72,8 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"  # stopped on request between two batches
 
 
+MAX_ID = 2**31 - 1  # run and event ids are 32-bit integers on PostgreSQL: larger ones name nothing
+JOB_NAME_MAX = 100  # characters in a job's name
 ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED)
 

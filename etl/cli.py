@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -20,36 +19,27 @@ import sqlalchemy as sa
 
 from db.engine import get_engine
 from db.migrate import init_db
-from db.models import TERMINAL_STATUSES, Job, Run, RunStatus, Trigger
+from db.models import MAX_ID, TERMINAL_STATUSES, Run, RunStatus, Trigger
 from db.queries import (
     SORT_KEYS,
-    ActiveRunExists,
     RunFilters,
     RunSort,
     RunwatchError,
-    claim_next_run,
-    create_run,
-    get_job,
     iter_runs,
     list_jobs,
     list_runs,
     read_session,
-    record_audit,
-    request_cancel,
-    resume_run,
-    save_job,
-    write_session,
 )
 from db.settings import get_settings
-from etl.jobs import JobError, RunContext, job_class
+from etl import commands
+from etl.commands import EXIT_USAGE
+from etl.jobs import JobError
 from etl.progress import ProgressBar, format_duration
 from etl.runner import Runner
 from etl.worker import Worker, make_worker_id
 from reports import dates
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACTIVE = 0, 1, 2, 3
-_MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
-JOB_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+EXIT_OK, EXIT_FAILED = 0, 1
 
 Command = Callable[[argparse.Namespace, sa.Engine], int]
 
@@ -71,35 +61,24 @@ def cmd_jobs(args: argparse.Namespace, engine: sa.Engine) -> int:
 
 def cmd_add_job(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Configure a job (or replace one with --replace), its parameters checked by its kind."""
-    if not JOB_NAME.fullmatch(args.name):
-        raise JobError(
-            f"Job name {args.name!r} must be 1-100 lower-case letters, digits, '_' or '-'."
-        )
-    params = job_class(args.kind)(RunContext(run_id=0, job=args.name), dict(args.params)).params
-    job = Job(
+    job, existed = commands.add_job(
+        engine,
+        caller(),
         name=args.name,
-        title=args.title or args.name,
         kind=args.kind,
-        params={key: value for key, value in params.items() if value is not None},
+        params=dict(args.params),
+        title=args.title,
         schedule=args.schedule,
         enabled=not args.disabled,
+        replace=args.replace,
     )
-    actor = get_settings().actor
-    with write_session(engine) as session:
-        exists = session.get(Job, args.name) is not None
-        if exists and not args.replace:
-            raise RunwatchError(f"Job '{args.name}' exists already; add --replace to change it.")
-        save_job(session=session, job=job)
-        details = {"kind": job.kind, "params": job.params, "replaced": exists, "source": "cli"}
-        record_audit(
-            session=session,
-            actor=actor,
-            action="config_change",
-            target=f"job:{job.name}",
-            details=details,
-        )
-    print(f"Job {job.name} ({job.kind}) {'replaced' if exists else 'added'}.")
+    print(f"Job {job.name} ({job.kind}) {'replaced' if existed else 'added'}.")
     return EXIT_OK
+
+
+def caller() -> commands.Caller:
+    """The CLI's caller: the configured actor, through the CLI."""
+    return commands.Caller(actor=get_settings().actor, source=commands.Source.CLI)
 
 
 def cmd_serve_api(args: argparse.Namespace, engine: sa.Engine) -> int:
@@ -140,7 +119,7 @@ def parse_until(text: str) -> datetime:
     return parse_moment(text, day_end=True)
 
 
-def at_least(minimum: int, maximum: int = _MAX_ID) -> Callable[[str], int]:
+def at_least(minimum: int, maximum: int = MAX_ID) -> Callable[[str], int]:
     """An argparse type: a whole number from `minimum` to `maximum`."""
 
     def parse(text: str) -> int:
@@ -162,30 +141,12 @@ def at_least(minimum: int, maximum: int = _MAX_ID) -> Callable[[str], int]:
 
 def cmd_run(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Start a run of a job here with a progress bar (or enqueue it with --detach)."""
-    params = dict(args.params)
-    with read_session(engine) as session:
-        job = get_job(session=session, name=args.job)
-    # Refuse bad parameters before a run exists, so a typo leaves no failed run behind.
-    job_class(job.kind)(RunContext(run_id=0, job=job.name), {**job.params, **params})
-    actor = get_settings().actor
-    with write_session(engine) as session:
-        run = create_run(
-            session=session,
-            job=job.name,
-            trigger=Trigger.MANUAL,
-            triggered_by=actor,
-            params=params,
-            status=RunStatus.PENDING if args.detach else RunStatus.RUNNING,
-            worker_id=None if args.detach else make_worker_id("cli"),
-        )
-        details = {"job": job.name, "params": params, "source": "cli"}
-        record_audit(
-            session=session, actor=actor, action="trigger", target=f"run:{run.id}", details=details
-        )
+    here = None if args.detach else make_worker_id("cli")
+    run = commands.trigger(engine, caller(), args.job, dict(args.params), run_here=here)
     if args.detach:
         print(run.id)
         print(
-            f"Run #{run.id} of {job.name} enqueued for a worker (runwatch worker).", file=sys.stderr
+            f"Run #{run.id} of {run.job} enqueued for a worker (runwatch worker).", file=sys.stderr
         )
         return EXIT_OK
     return execute_here(engine, run)
@@ -193,7 +154,7 @@ def cmd_run(args: argparse.Namespace, engine: sa.Engine) -> int:
 
 def cmd_cancel(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Cancel a pending run, or ask a running one to stop after its current batch."""
-    run = cancel_run(engine, args.run_id)
+    run = commands.cancel(engine, caller(), args.run_id)
     if run.status == RunStatus.CANCELLED:
         print(f"Run #{run.id} cancelled.")
     else:
@@ -201,43 +162,12 @@ def cmd_cancel(args: argparse.Namespace, engine: sa.Engine) -> int:
     return EXIT_OK
 
 
-def cancel_run(engine: sa.Engine, run_id: int) -> Run:
-    """Request the cancel and record who asked."""
-    actor = get_settings().actor
-    with write_session(engine) as session:
-        run = request_cancel(session=session, run_id=run_id, actor=actor)
-        details = {"source": "cli"}
-        record_audit(
-            session=session, actor=actor, action="cancel", target=f"run:{run_id}", details=details
-        )
-    return run
-
-
 def cmd_resume(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Resume a failed or cancelled run from its checkpoint (or from 0 with --restart)."""
-    actor = get_settings().actor
-    with write_session(engine) as session:
-        run = resume_run(
-            session=session,
-            run_id=args.run_id,
-            triggered_by=actor,
-            from_checkpoint=not args.restart,
-        )
-        details = {
-            "resumed_from": args.run_id,
-            "from_checkpoint": not args.restart,
-            "source": "cli",
-        }
-        record_audit(
-            session=session, actor=actor, action="retry", target=f"run:{run.id}", details=details
-        )
-        if not args.detach:
-            # Claimed in the same transaction, so no worker can take it first.
-            claimed = claim_next_run(
-                session=session, worker_id=make_worker_id("cli"), run_id=run.id
-            )
-            assert claimed is not None
-            run = claimed
+    here = None if args.detach else make_worker_id("cli")
+    run = commands.resume(
+        engine, caller(), args.run_id, from_checkpoint=not args.restart, run_here=here
+    )
     how = "from the start" if args.restart else f"from offset {run.offset:,}"
     print(f"Run #{run.id} resumes run #{args.run_id} {how}.", file=sys.stderr)
     if args.detach:
@@ -311,7 +241,7 @@ def _signals_handled_by(on_signal: Callable[[int, object], None]) -> Iterator[No
 
 def _cancel_quietly(engine: sa.Engine, run_id: int) -> None:
     with suppress(RunwatchError):  # the run may have ended meanwhile
-        cancel_run(engine, run_id)
+        commands.cancel(engine, caller(), run_id)
 
 
 # ---------------------------------------------------------------- runs
@@ -345,12 +275,7 @@ def cmd_runs(args: argparse.Namespace, engine: sa.Engine) -> int:
 
 def export(engine: sa.Engine, fmt: Any, filters: RunFilters, sort: RunSort, out: Any) -> None:
     """Stream the audit export: the very bytes the app and the API produce."""
-    from reports.export import stream_export
-
-    actor = get_settings().actor
-    for chunk in stream_export(
-        engine=engine, fmt=fmt, filters=filters, sort=sort, actor=actor, source="cli"
-    ):
+    for chunk in commands.export(engine, caller(), fmt, filters, sort):
         out.write(chunk)
 
 
@@ -572,10 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, engine)
     except SystemExit as exit:  # argparse's usage errors (2) and --help (0), also from main([...])
         return exit.code if isinstance(exit.code, int) else EXIT_USAGE
-    except ActiveRunExists as error:
+    except RunwatchError as error:
         print(f"runwatch: {error}", file=sys.stderr)
-        return EXIT_ACTIVE
-    except (RunwatchError, JobError) as error:
+        return commands.refusal(error).exit_code
+    except JobError as error:
         print(f"runwatch: {error}", file=sys.stderr)
         return EXIT_USAGE
     except pydantic.ValidationError as error:

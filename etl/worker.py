@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import weakref
 
 import sqlalchemy as sa
 
@@ -17,6 +18,13 @@ from db.settings import Settings, get_settings
 from etl.runner import Runner
 
 log = logging.getLogger(__name__)
+_local_workers: weakref.WeakSet[Worker] = weakref.WeakSet()  # every worker of this process
+
+
+def wake_local_workers() -> None:
+    """Ask every worker of this process to look for pending runs now, not at its next poll."""
+    for worker in list(_local_workers):
+        worker.wake()
 
 
 def make_worker_id(kind: str = "worker") -> str:
@@ -39,6 +47,7 @@ class Worker:
         self.runner = Runner(self.engine, self.settings)
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
+        _local_workers.add(self)
 
     def sweep_orphans(self) -> list[int]:
         """Fail running runs whose heartbeat went stale."""

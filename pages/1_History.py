@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from db.settings import get_settings
 from ui import app, export, filters, history
 
 st.set_page_config(page_title="History · Runwatch", page_icon="⏱", layout="wide")
@@ -24,7 +23,7 @@ with app.database_guard():
             "No runs match these filters — clear some of them, or start a run from the Home page."
         )
     history.pager(found.total, view.page_size)
-    export.download_buttons(engine, view.filters(), view.sort, get_settings().actor, found.total)
+    export.download_buttons(engine, view.filters(), view.sort, found.total)
     st.divider()
     st.subheader("Run details")
     if selected is not None and selected != st.session_state.get("history_selected"):
@@ -41,4 +40,4 @@ with app.database_guard():
     view = filters.current_view()
     filters.save_to_url(view)
     if view.run_id:
-        history.run_details(engine, int(view.run_id), get_settings().actor)
+        history.run_details(engine, int(view.run_id))

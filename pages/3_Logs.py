@@ -10,7 +10,7 @@ from db.models import LEVELS
 from db.queries import LogLine
 from db.settings import get_settings
 from reports.logs import stream_log
-from ui import badges, live, refresh
+from ui import badges, reads, refresh
 from ui.app import database_guard, engine
 
 ALL = "All"
@@ -25,7 +25,7 @@ def choices(jobs: list[str]) -> tuple[str | None, int | None, str, str]:
     """The sidebar's job, run, least level and search text."""
     job = st.sidebar.selectbox("Job", [ALL, *jobs], key="logs_job")
     job_name = None if job == ALL else job
-    runs = live.recent_run_ids(url, job_name)
+    runs = reads.recent_run_ids(url, job_name)
     run = st.sidebar.selectbox(
         "Run", [ALL, *runs], key="logs_run", format_func=lambda r: r if r == ALL else f"#{r}"
     )
@@ -41,7 +41,7 @@ def read_new_lines(scope: tuple[Any, ...], follow: bool) -> list[LogLine]:
     lines: list[LogLine] = st.session_state["logs_lines"]
     if follow or not lines:
         job, run_id, level, text = scope
-        new = live.log_lines(
+        new = reads.log_lines(
             url,
             after_id=st.session_state["logs_cursor"],
             run_id=run_id,
@@ -50,7 +50,7 @@ def read_new_lines(scope: tuple[Any, ...], follow: bool) -> list[LogLine]:
             text=text,
         )
         if new:
-            lines = (new + lines)[: live.LOG_WINDOW]
+            lines = (new + lines)[: reads.LOG_WINDOW]
             st.session_state.update(logs_cursor=new[0].id, logs_lines=lines)
     return lines
 
@@ -78,14 +78,14 @@ def download(run_id: int | None) -> None:
 
 
 with database_guard():
-    jobs = live.overview(url)
+    jobs = reads.overview(url)
     scope = choices([job.name for job in jobs])
     follow = st.sidebar.toggle("Follow new lines", value=True, key="logs_follow")
     order = st.sidebar.radio("Order", ["Newest first", "Newest last"], key="logs_order")
     lines = read_new_lines(scope, follow)
     download(scope[1])
 if lines:
-    st.caption(f"Showing the newest {len(lines)} matching lines (at most {live.LOG_WINDOW}).")
+    st.caption(f"Showing the newest {len(lines)} matching lines (at most {reads.LOG_WINDOW}).")
     show(lines, order == "Newest first")
 else:
     st.info("No log lines yet — start a run on the Live page (Run now).")

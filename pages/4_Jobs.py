@@ -8,7 +8,7 @@ import streamlit as st
 
 from db.queries import JobLive
 from db.settings import get_settings
-from ui import badges, live
+from ui import badges, reads
 from ui.app import database_guard
 
 st.set_page_config(page_title="Runwatch — Jobs", page_icon="🗂", layout="wide")
@@ -31,7 +31,7 @@ def row(job: JobLive) -> dict[str, object]:
 
 
 with database_guard():
-    jobs = live.overview(get_settings().database_url)
+    jobs = reads.overview(get_settings().database_url)
 if not jobs:
     st.info("No jobs are configured yet — `runwatch init-db` adds the built-in ones.")
 else:

@@ -1,13 +1,13 @@
-"""Audit exports of the run history: CSV and JSON, streamed, hashed and recorded.
+"""Audit exports of the run history: CSV and JSON, streamed in constant memory.
 
 The app's downloads, `runwatch runs --format csv|json` and the API's export endpoints all call
-`stream_export`, so the same filters and sort give the same bytes everywhere.
+`etl.commands.export`, which streams these bytes, so the same filters and sort give the same bytes
+everywhere, and records each export (filters, row count, SHA-256) in the audit trail.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -22,8 +22,6 @@ from db.queries import (
     RunSort,
     iter_run_rows,
     read_session,
-    record_audit,
-    write_session,
 )
 
 Format = Literal["csv", "json"]
@@ -32,6 +30,12 @@ FIELDS = tuple(RunRecord.model_fields)
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _CHUNK_ROWS = 1000
+
+
+def file_name(fmt: Format, now: datetime | None = None) -> str:
+    """An export's file name, stamped with the UTC time it was asked for."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"runwatch-runs-{stamp}.{fmt}"
 
 
 def neutralise(text: str) -> str:
@@ -131,45 +135,39 @@ def json_chunks(runs: Iterable[Run | RunRow]) -> Iterator[str]:
     yield "".join(parts)
 
 
-def stream_export(
-    *,
-    engine: sa.Engine,
-    fmt: Format,
-    filters: RunFilters | None = None,
-    sort: RunSort | None = None,
-    actor: str = "",
-    source: str = "",
-) -> Iterator[bytes]:
-    """The filtered, sorted history in `fmt`, streamed in constant memory.
+class stream_export:  # noqa: N801 (used as the function it replaced; iterates like a generator)
+    """The filtered, sorted history in `fmt` as UTF-8 chunks, streamed in constant memory.
 
-    When the last chunk has been produced the export is recorded in `audit_event` with its
-    filters, row count and the SHA-256 of the exact bytes produced.
+    `rows` counts the runs written so far. `etl.commands.export` hashes these bytes and records the
+    export in the audit trail.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
-    filters, sort = filters or RunFilters(), sort or RunSort()
-    digest, rows = hashlib.sha256(), 0
 
-    def counted(runs: Iterator[RunRow]) -> Iterator[RunRow]:
-        nonlocal rows
+    def __init__(
+        self,
+        *,
+        engine: sa.Engine,
+        fmt: Format,
+        filters: RunFilters | None = None,
+        sort: RunSort | None = None,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+        self.rows = 0
+        self._chunks = self._produce(engine, fmt, filters or RunFilters(), sort or RunSort())
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def _produce(
+        self, engine: sa.Engine, fmt: Format, filters: RunFilters, sort: RunSort
+    ) -> Iterator[bytes]:
+        chunks = csv_chunks if fmt == "csv" else json_chunks
+        with read_session(engine) as session:
+            rows_in_order = iter_run_rows(session=session, filters=filters, sort=sort)
+            for text in chunks(self._counted(rows_in_order)):
+                yield text.encode("utf-8")
+
+    def _counted(self, runs: Iterator[RunRow]) -> Iterator[RunRow]:
         for run in runs:
-            rows += 1
+            self.rows += 1
             yield run
-
-    chunks = csv_chunks if fmt == "csv" else json_chunks
-    with read_session(engine) as session:
-        rows_in_order = iter_run_rows(session=session, filters=filters, sort=sort)
-        for text in chunks(counted(rows_in_order)):
-            data = text.encode("utf-8")
-            digest.update(data)
-            yield data
-    details = {
-        "format": fmt,
-        "filters": filters.as_dict(),
-        "sort": {"key": sort.key, "descending": sort.descending},
-        "rows": rows,
-        "sha256": digest.hexdigest(),
-        "source": source,
-    }
-    with write_session(engine) as session:
-        record_audit(session=session, actor=actor, action="export", target="runs", details=details)

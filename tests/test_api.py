@@ -159,7 +159,7 @@ def test_trigger_enqueues_an_api_run_and_audits_it(client: httpx.Client, engine:
         run = get_run(session=session, run_id=body["log_id"])
         audit = list_audit(session=session, action="trigger")
     assert (run.status, run.trigger, run.params["total"]) == ("pending", "api", 50)
-    assert [(a.target, a.details["run_id"]) for a in audit] == [("demo", run.id)]
+    assert [(a.target, a.details["job"]) for a in audit] == [(f"run:{run.id}", "demo")]
 
 
 def test_trigger_estimates_duration_from_past_runs(client: httpx.Client, engine: sa.Engine) -> None:
@@ -407,7 +407,13 @@ def test_retry_resumes_from_the_checkpoint_or_restarts(
         failed.id,
         offset,
     )
-    assert audit.details == {"run_id": new_id, "from_checkpoint": not restart}
+    assert audit.target == f"run:{new_id}"
+    assert audit.details == {
+        "job": run.job,
+        "resumed_from": failed.id,
+        "from_checkpoint": not restart,
+        "source": "api",
+    }
 
 
 def test_retry_refusals(client: httpx.Client, engine: sa.Engine) -> None:

@@ -25,10 +25,11 @@ from db.queries import (
     read_session,
     write_session,
 )
+from db.settings import get_settings
 from reports.export import FIELDS, record_values, stream_export
 from tests.factories import make_run
 from tests.pages import run_page, texts
-from ui.export import export_file
+from ui.actions import export_file
 from ui.filters import HistoryView, parse_view, view_params
 
 FORMULA = "=cmd|' /C calc'!A0"
@@ -198,7 +199,7 @@ def test_retry_enqueues_a_fresh_run_and_audits_it(seeded: list[int], engine: sa.
     assert newest.status == RunStatus.PENDING and newest.trigger == "retry"
     assert newest.resumed_from == seeded[3] and newest.offset == 0
     assert f"run #{newest.id}" in texts(at)
-    assert audit[0].target == f"run:{seeded[3]}" and audit[0].details["new_run"] == newest.id
+    assert audit[0].target == f"run:{newest.id}" and audit[0].details["resumed_from"] == seeded[3]
     at.button(key="history_resume").click().run()  # the job is active again: refused, explained
     assert "already has an active run" in texts(at)
 
@@ -225,7 +226,7 @@ def test_csv_export_is_exactly_the_filtered_sorted_set(
     seeded: list[int], engine: sa.Engine
 ) -> None:
     filters, sort = RunFilters(statuses=("failed",)), RunSort(key="records", descending=False)
-    data = export_file(engine, "csv", filters, sort, "ana")()
+    data = export_file(engine, "csv", filters, sort)()
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
     with read_session(engine) as session:
         expected = [
@@ -247,12 +248,12 @@ def test_csv_export_is_exactly_the_filtered_sorted_set(
 
 def test_export_writes_the_audit_event(seeded: list[int], engine: sa.Engine) -> None:
     filters = RunFilters(jobs=("demo",))
-    data = export_file(engine, "json", filters, RunSort(), "ana")()
+    data = export_file(engine, "json", filters, RunSort())()
     records = json.loads(data)
     with read_session(engine) as session:
         audit = list_audit(session=session, action="export")
     assert [r["id"] for r in records] == seeded[4::-1]
-    assert audit[0].actor == "ana" and audit[0].details["rows"] == 5
+    assert audit[0].actor == get_settings().actor and audit[0].details["rows"] == 5
     assert audit[0].details["sha256"] == hashlib.sha256(data).hexdigest()
     assert audit[0].details["filters"]["jobs"] == ["demo"]
     assert audit[0].details["source"] == "app"
@@ -261,7 +262,7 @@ def test_export_writes_the_audit_event(seeded: list[int], engine: sa.Engine) -> 
 def test_export_bytes_equal_the_shared_export(seeded: list[int], engine: sa.Engine) -> None:
     filters, sort = RunFilters(error_text="t"), RunSort(key="duration")
     shared = b"".join(stream_export(engine=engine, fmt="csv", filters=filters, sort=sort))
-    assert export_file(engine, "csv", filters, sort, "ana")() == shared
+    assert export_file(engine, "csv", filters, sort)() == shared
 
 
 def test_page_draws_both_download_buttons_without_exporting(seeded: list[int], engine) -> None:
@@ -292,6 +293,6 @@ def test_export_equals_runwatch_runs_with_the_same_filters(
         {**query, "from": first.isoformat(), "to": last.isoformat()}, jobs=["demo"]
     )
     assert warnings == []
-    ours = export_file(engine, "csv", view.filters(), view.sort, "ana")()
+    ours = export_file(engine, "csv", view.filters(), view.sort)()
     assert ours == path.read_bytes()
     assert len(ours.decode().splitlines()) == 1 + 2

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 from db.models import Run
 from db.queries import RunFilters, RunSort, list_audit, read_session, write_session
+from etl import commands
+from etl.commands import Caller, Source
 from reports.export import FIELDS, neutralise, stream_export
 from tests.factories import make_run
 
@@ -109,7 +111,7 @@ def test_each_export_is_audited_with_its_filters_row_count_and_sha256(engine: sa
             make_run(session, status=status)
     filters = RunFilters(statuses=("failed",), jobs=("demo",))
     for fmt in ("csv", "json"):
-        chunks = stream_export(engine=engine, fmt=fmt, filters=filters, actor="ana", source="test")
+        chunks = commands.export(engine, Caller("ana", Source.API), fmt, filters)
         data = b"".join(chunks)
         with read_session(engine) as session:
             audit = list_audit(session=session, action="export")[0]
@@ -117,7 +119,7 @@ def test_each_export_is_audited_with_its_filters_row_count_and_sha256(engine: sa
         assert audit.details["format"] == fmt and audit.details["rows"] == 2
         assert audit.details["sha256"] == hashlib.sha256(data).hexdigest()
         assert audit.details["filters"] == filters.as_dict()
-        assert audit.details["source"] == "test"
+        assert audit.details["source"] == "api"
 
 
 def test_empty_exports_are_well_formed(engine: sa.Engine) -> None:

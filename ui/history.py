@@ -18,11 +18,8 @@ from db.queries import (
     list_events,
     list_run_rows,
     read_session,
-    record_audit,
-    resume_run,
-    write_session,
 )
-from ui import app
+from ui import actions
 from ui.badges import badge_markdown, format_duration, local_time, status_label
 from ui.filters import PAGE_SIZES, HistoryView, first_page
 
@@ -102,23 +99,7 @@ def pager(total: int, page_size: int) -> None:
     )
 
 
-def retry(engine: sa.Engine, run_id: int, *, actor: str, from_checkpoint: bool) -> Run:
-    """Enqueue a retry (from scratch) or a resume (from the checkpoint), audit it, wake the worker."""
-    with write_session(engine) as session:
-        run = resume_run(
-            session=session, run_id=run_id, triggered_by=actor, from_checkpoint=from_checkpoint
-        )
-        details = {"new_run": run.id, "from_checkpoint": from_checkpoint, "job": run.job}
-        record_audit(
-            session=session, actor=actor, action="retry", target=f"run:{run_id}", details=details
-        )
-    background = app.worker()
-    if background is not None:
-        background.wake()
-    return run
-
-
-def run_details(engine: sa.Engine, run_id: int, actor: str) -> None:
+def run_details(engine: sa.Engine, run_id: int) -> None:
     """Parameters, counters, error with traceback, event timeline and Retry / Resume of one run."""
     try:
         with read_session(engine) as session:
@@ -129,10 +110,11 @@ def run_details(engine: sa.Engine, run_id: int, actor: str) -> None:
         return
     record = RunRecord.from_run(run)
     st.markdown(f"#### Run #{run.id} · {run.job} {badge_markdown(run.status)}")
+    actions.show_notice("history_notice")
     _summary(run, record)
     _error(run)
     if run.status in RESUMABLE:
-        _retry_buttons(engine, run, actor)
+        _retry_buttons(run)
     left, right = st.columns(2)
     left.markdown("**Parameters**")
     left.json(run.params or {}, expanded=True)
@@ -169,24 +151,24 @@ def _error(run: Run) -> None:
             st.json(detail)
 
 
-def _retry_buttons(engine: sa.Engine, run: Run, actor: str) -> None:
+def _retry_buttons(run: Run) -> None:
     assert run.id is not None
+    run_id = run.id
     left, right, _ = st.columns([1, 1, 3])
-    retry_clicked = left.button(
-        "Retry", key="history_retry", help="Run the job again from the start"
+    left.button(
+        "Retry",
+        key="history_retry",
+        help="Run the job again from the start",
+        on_click=actions.notify,
+        args=("history_notice", lambda: actions.resume(run_id, from_checkpoint=False)),
     )
-    resume_clicked = right.button(
-        "Resume", key="history_resume", help=f"Continue from the checkpoint (record {run.offset:,})"
+    right.button(
+        "Resume",
+        key="history_resume",
+        help=f"Continue from the checkpoint (record {run.offset:,})",
+        on_click=actions.notify,
+        args=("history_notice", lambda: actions.resume(run_id, from_checkpoint=True)),
     )
-    if not (retry_clicked or resume_clicked):
-        return
-    try:
-        new = retry(engine, run.id, actor=actor, from_checkpoint=resume_clicked)
-    except RunwatchError as error:
-        st.warning(str(error))
-        return
-    verb = "Resume" if resume_clicked else "Retry"
-    st.success(f"{verb} enqueued as run #{new.id}; the worker starts it shortly.")
 
 
 def _timeline(events: Sequence[Any]) -> None:

@@ -9,7 +9,14 @@ from db.queries import driver
 from db.queries.audit import list_audit, record_audit
 from db.queries.base import EVENT_CHANNEL
 from db.queries.bulk import bulk_insert, reserve_ids
-from db.queries.errors import ActiveRunExists, InvalidState, NotFound, RunwatchError
+from db.queries.errors import (
+    ActiveRunExists,
+    BadParams,
+    InvalidState,
+    JobDisabled,
+    NotFound,
+    RunwatchError,
+)
 from db.queries.events import (
     LogLine,
     append_event,
@@ -78,12 +85,14 @@ from db.queries.tables import (
 
 __all__ = [
     "ActiveRunExists",
+    "BadParams",
     "BUILTIN_JOBS",
     "DayStats",
     "EVENT_CHANNEL",
     "driver",
     "HISTORY_RUNS",
     "InvalidState",
+    "JobDisabled",
     "JobLive",
     "LogLine",
     "NO_DURATIONS",

@@ -21,3 +21,11 @@ class NotFound(RunwatchError):
 
 class InvalidState(RunwatchError):
     """The run is not in a status that allows the request."""
+
+
+class JobDisabled(RunwatchError):
+    """The job is configured but disabled: it refuses runs."""
+
+
+class BadParams(RunwatchError):
+    """Parameters (or a job's configuration) the job kind or the database refuses."""

@@ -28,6 +28,7 @@ def create_run(
     worker_id: str | None = None,
     resumed_from: Run | None = None,
     from_checkpoint: bool = True,
+    total_records: int | None = None,
 ) -> Run:
     """Enqueue a run of `job` (or start it at once with status running); ActiveRunExists if one is active.
 
@@ -43,6 +44,7 @@ def create_run(
         params={**job_row.params, **(params or {})},
         created_at=now,
         worker_id=worker_id,
+        total_records=total_records,
     )
     if status == RunStatus.RUNNING:
         run.started_at = run.heartbeat_at = now

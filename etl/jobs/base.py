@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from sqlmodel import Session
 
@@ -42,6 +42,19 @@ class Job:
     def __init__(self, context: RunContext, params: dict[str, Any]) -> None:
         self.context = context
         self.params = self.validate(params)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], *, job: str = "") -> Self:
+        """A job of this kind set up with `params` for a run of `job`, or JobError naming what is wrong.
+
+        The one check of parameters that every front end goes through before a run is queued.
+        """
+        try:
+            return cls(RunContext(run_id=0, job=job), dict(params))
+        except JobError:
+            raise
+        except Exception as error:  # validate() is job code: whatever it raises means bad params
+            raise JobError(f"The {cls.kind} job refused these parameters: {error}") from None
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         """Check and normalise the parameters before anything runs.

@@ -1,0 +1,303 @@
+"""Every change to a run or a job: checked, written and audited here, and nowhere else.
+
+The app's buttons, the CLI and the API are thin adapters over these functions. Each command takes the
+engine and the `Caller` (who asks, through which front end), checks the request, writes it, records
+exactly one `audit_event` of one shape per action, and wakes this process's workers. Refusals are the
+typed errors of `db.queries.errors`; `REFUSALS` maps each to one exit code and one HTTP status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from db.models import JOB_NAME_MAX, Job, Run, RunStatus, Trigger
+from db.queries import (
+    ActiveRunExists,
+    BadParams,
+    InvalidState,
+    JobDisabled,
+    NotFound,
+    RunFilters,
+    RunSort,
+    RunwatchError,
+    claim_next_run,
+    create_run,
+    get_job,
+    get_run,
+    record_audit,
+    request_cancel,
+    resume_run,
+    save_job,
+    write_session,
+)
+from etl.jobs import Job as JobKind
+from etl.jobs import JobError, job_class
+from etl.worker import wake_local_workers
+from reports.export import Format, stream_export
+
+JOB_NAME = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{JOB_NAME_MAX - 1}}}")
+
+
+class Source(StrEnum):
+    """The front end a request came through, recorded with every audit event."""
+
+    APP = "app"
+    CLI = "cli"
+    API = "api"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, and through which front end."""
+
+    actor: str
+    source: Source
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How the front ends report one kind of refusal: the CLI's exit code and the API's status."""
+
+    exit_code: int
+    http_status: int
+
+
+EXIT_USAGE, EXIT_ACTIVE = 2, 3
+# One row per refusal, most specific first: the CLI and the API both look the error up here.
+REFUSALS: dict[type[RunwatchError], Refusal] = {
+    ActiveRunExists: Refusal(EXIT_ACTIVE, 409),
+    JobDisabled: Refusal(EXIT_USAGE, 409),
+    InvalidState: Refusal(EXIT_USAGE, 409),
+    BadParams: Refusal(EXIT_USAGE, 422),
+    NotFound: Refusal(EXIT_USAGE, 404),
+    RunwatchError: Refusal(EXIT_USAGE, 400),
+}
+
+
+def refusal(error: RunwatchError) -> Refusal:
+    """The exit code and HTTP status of `error`."""
+    return next(r for kind, r in REFUSALS.items() if isinstance(error, kind))
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_params(kind: str, params: dict[str, Any], *, job: str = "") -> JobKind:
+    """A job of `kind` set up with `params` (the job's defaults merged with the caller's), or BadParams."""
+    unstorable = next((name for name, value in params.items() if not _storable(value)), None)
+    if unstorable is not None or not all(_storable(name) for name in params):
+        name = unstorable or "a parameter name"
+        raise BadParams(f"Parameter '{name}' holds a NUL character or a non-finite number.")
+    try:
+        return job_class(kind).check_params(params, job=job)
+    except JobError as error:
+        raise BadParams(str(error)) from None
+
+
+def _storable(value: Any) -> bool:
+    """Whether the database can store `value` in a JSON column (no NUL, no NaN or infinity)."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
+def _runnable(session: Session, name: str) -> Job:
+    """The job `name` if it exists and is enabled; NotFound or JobDisabled otherwise."""
+    job = get_job(session=session, name=name)
+    if not job.enabled:
+        raise JobDisabled(f"Job '{name}' is disabled: it refuses runs until an admin enables it.")
+    return job
+
+
+def _audit(session: Session, caller: Caller, action: str, target: str, **details: Any) -> None:
+    """The one audit record of a command: who, from where, what, on what."""
+    record_audit(
+        session=session,
+        actor=caller.actor,
+        action=action,
+        target=target,
+        details={**details, "source": str(caller.source)},
+    )
+
+
+# ---------------------------------------------------------------- runs
+
+
+def trigger(
+    engine: sa.Engine,
+    caller: Caller,
+    job: str,
+    params: dict[str, Any] | None = None,
+    *,
+    run_here: str | None = None,
+) -> Run:
+    """Enqueue a run of `job` with `params` over its defaults (or start it as worker `run_here`).
+
+    Refused with NotFound, JobDisabled, BadParams or ActiveRunExists before anything is written.
+    """
+    params = dict(params or {})
+    how = Trigger.API if caller.source == Source.API else Trigger.MANUAL
+    with write_session(engine) as session:
+        job_row = _runnable(session, job)
+        checked = check_params(job_row.kind, {**job_row.params, **params}, job=job)
+        run = create_run(
+            session=session,
+            job=job,
+            trigger=how,
+            triggered_by=caller.actor,
+            params=params,
+            status=RunStatus.PENDING if run_here is None else RunStatus.RUNNING,
+            worker_id=run_here,
+            total_records=checked.estimate_total(checked.params),
+        )
+        _audit(session, caller, "trigger", f"run:{run.id}", job=job, params=params)
+    wake_local_workers()
+    return run
+
+
+def cancel(engine: sa.Engine, caller: Caller, run_id: int) -> Run:
+    """Cancel a pending run at once, or ask a running one to stop after its current batch."""
+    with write_session(engine) as session:
+        run = request_cancel(session=session, run_id=run_id, actor=caller.actor)
+        _audit(session, caller, "cancel", f"run:{run_id}", job=run.job, status=str(run.status))
+    return run
+
+
+def resume(
+    engine: sa.Engine,
+    caller: Caller,
+    run_id: int,
+    *,
+    from_checkpoint: bool = True,
+    run_here: str | None = None,
+) -> Run:
+    """Enqueue a new run continuing failed or cancelled run `run_id` from its checkpoint (or from 0).
+
+    With `run_here` the new run is claimed by that worker in the same transaction, so no other worker
+    can take it first. Refused with NotFound, InvalidState, JobDisabled or ActiveRunExists.
+    """
+    with write_session(engine) as session:
+        _runnable(session, get_run(session=session, run_id=run_id).job)
+        run = resume_run(
+            session=session,
+            run_id=run_id,
+            triggered_by=caller.actor,
+            from_checkpoint=from_checkpoint,
+        )
+        _audit(
+            session,
+            caller,
+            "retry",
+            f"run:{run.id}",
+            job=run.job,
+            resumed_from=run_id,
+            from_checkpoint=from_checkpoint,
+        )
+        if run_here is not None:
+            assert run.id is not None
+            claimed = claim_next_run(session=session, worker_id=run_here, run_id=run.id)
+            assert claimed is not None
+            run = claimed
+    if run_here is None:
+        wake_local_workers()
+    return run
+
+
+def retry(engine: sa.Engine, caller: Caller, run_id: int, *, run_here: str | None = None) -> Run:
+    """Enqueue a new run of a failed or cancelled run's job and parameters, from record 0."""
+    return resume(engine, caller, run_id, from_checkpoint=False, run_here=run_here)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def add_job(
+    engine: sa.Engine,
+    caller: Caller,
+    *,
+    name: str,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    title: str = "",
+    schedule: str | None = None,
+    enabled: bool = True,
+    replace: bool = False,
+) -> tuple[Job, bool]:
+    """Configure job `name` (or replace it), its parameters checked by `kind`; returns it and whether it existed."""
+    if not JOB_NAME.fullmatch(name):
+        raise BadParams(f"Job name {name!r} must be 1-100 lower-case letters, digits, '_' or '-'.")
+    try:
+        job_class(kind)
+    except JobError as error:
+        raise BadParams(str(error)) from None
+    checked = check_params(kind, dict(params or {}), job=name).params
+    job = Job(
+        name=name,
+        title=title or name,
+        kind=kind,
+        params={key: value for key, value in checked.items() if value is not None},
+        schedule=schedule,
+        enabled=enabled,
+    )
+    with write_session(engine) as session:
+        exists = session.get(Job, name) is not None
+        if exists and not replace:
+            raise InvalidState(f"Job '{name}' exists already; add --replace to change it.")
+        save_job(session=session, job=job)
+        _audit(
+            session,
+            caller,
+            "config_change",
+            f"job:{name}",
+            kind=kind,
+            params=job.params,
+            enabled=enabled,
+            replaced=exists,
+        )
+    return job, exists
+
+
+# ---------------------------------------------------------------- exports
+
+
+def export(
+    engine: sa.Engine,
+    caller: Caller,
+    fmt: Format,
+    filters: RunFilters | None = None,
+    sort: RunSort | None = None,
+) -> Iterator[bytes]:
+    """The filtered history as CSV or JSON bytes, recorded in the audit trail once the last byte is out."""
+    filters, sort = filters or RunFilters(), sort or RunSort()
+    digest = hashlib.sha256()
+    stream = stream_export(engine=engine, fmt=fmt, filters=filters, sort=sort)
+    for chunk in stream:
+        digest.update(chunk)
+        yield chunk
+    with write_session(engine) as session:
+        _audit(
+            session,
+            caller,
+            "export",
+            "runs",
+            format=fmt,
+            filters=filters.as_dict(),
+            sort={"key": sort.key, "descending": sort.descending},
+            rows=stream.rows,
+            sha256=digest.hexdigest(),
+        )
