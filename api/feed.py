@@ -38,8 +38,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from db.engine import get_engine
-from db.models import JOB_NAME_MAX, LEVELS, MAX_ID, EventKind, RunEvent
-from db.queries import EVENT_CHANNEL, last_event_id, list_events, read_session, run_jobs
+from db.models import JOB_NAME_MAX, LEVELS, MAX_ID, EventKind
+from db.queries import EVENT_CHANNEL, EventRow, last_event_id, list_events, read_session, run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class FeedEvent:
     frame: str
 
 
-def feed_event(event: RunEvent, job: str) -> FeedEvent:
+def feed_event(event: EventRow, job: str) -> FeedEvent:
     """The SSE frame of a run event: `run` with the run record, or `log` with the line."""
     assert event.id is not None
     if event.kind == EventKind.LOG:
@@ -81,7 +81,7 @@ def feed_event(event: RunEvent, job: str) -> FeedEvent:
     return FeedEvent(event.id, event.run_id, job, name, event.level, frame)
 
 
-def _log_payload(event: RunEvent) -> dict[str, Any]:
+def _log_payload(event: EventRow) -> dict[str, Any]:
     return {
         "run_id": event.run_id,
         "ts": event.ts.isoformat(),
@@ -372,7 +372,7 @@ class FeedHub:
             self.cursor = events[-1].id
 
     def _render(
-        self, session: Session, rows: Sequence[RunEvent], count: bool = False
+        self, session: Session, rows: Sequence[EventRow], count: bool = False
     ) -> list[FeedEvent]:
         unknown = {row.run_id for row in rows} - self.jobs.keys()
         if unknown:

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from db.models import JOB_NAME_MAX, Run, RunEvent, RunRecord
+from db.models import JOB_NAME_MAX, Run, RunEvent, RunRecord, RunRow
+from db.queries import EventRow
 
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
 JobName = Annotated[str, StringConstraints(min_length=1, max_length=JOB_NAME_MAX, pattern=NO_NUL)]
@@ -82,7 +83,7 @@ class LogItem(BaseModel):
     error_message: str | None
 
     @classmethod
-    def from_run(cls, run: Run) -> LogItem:
+    def from_run(cls, run: Run | RunRow) -> LogItem:
         """The list item of `run`."""
         record = RunRecord.from_run(run).model_dump()
         counters = record["counters"]
@@ -141,7 +142,7 @@ class EventItem(BaseModel):
     data: dict[str, Any]
 
     @classmethod
-    def from_event(cls, event: RunEvent) -> EventItem:
+    def from_event(cls, event: RunEvent | EventRow) -> EventItem:
         """The item of `event`."""
         return cls.model_validate(event, from_attributes=True)
 

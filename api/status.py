@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from api.models import EtlStatus, PerformanceMetrics
 from db.models import ACTIVE_STATUSES, EventKind, Run, RunStatus, utcnow
-from db.queries import RunFilters, list_events, list_runs, live_overview
+from db.queries import RunFilters, get_run, list_events, list_runs, live_overview
 from reports.eta import estimate
 
 
@@ -49,7 +49,7 @@ def current_run(*, session: Session, job: str | None) -> Run | None:
         filters = RunFilters(statuses=tuple(statuses), jobs=jobs)
         page = list_runs(session=session, filters=filters, page_size=1)
         if page.runs:
-            return page.runs[0]
+            return get_run(session=session, run_id=page.runs[0].id)
     return None
 
 
@@ -57,7 +57,7 @@ def starting_offset(*, session: Session, run: Run) -> int:
     """The offset the run started from (its checkpoint when resumed), from its first status event."""
     assert run.id is not None
     first = list_events(session=session, run_id=run.id, kinds=[EventKind.STATUS], limit=1)
-    value = first[0].data.get("offset") if first else 0
+    value = (first[0].data or {}).get("offset") if first else 0
     return value if isinstance(value, int) else 0
 
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from bench.floor import rerun_ms, row, seed, with_floor
 from db.engine import dispose_engines, get_engine
 from db.migrate import init_db
-from db.queries import last_event_id, list_events, list_log_lines, live_overview, read_session
+from db.queries import last_event_id, list_events, live_overview, read_session
 from db.settings import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,9 @@ def bench_logs(engine: sa.Engine, repeat: int) -> None:
 
         def read(options: dict[str, Any] = options) -> None:
             with read_session(engine) as session:
-                list_log_lines(session=session, limit=500, **options)
+                list_events(
+                    session=session, limit=500, newest_first=True, with_data=False, **options
+                )
 
         with_floor(name, engine, read, repeat)
 

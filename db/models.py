@@ -337,7 +337,7 @@ class RunRecord(SQLModel):
     resumed_from: int | None
 
     @classmethod
-    def from_run(cls, run: Run) -> RunRecord:
+    def from_run(cls, run: Run | RunRow) -> RunRecord:
         """The public record of `run`."""
         duration = run_duration(run.started_at, run.ended_at)
         assert run.id is not None

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from db.engine import get_engine
 from db.migrate import init_db
-from db.models import MAX_ID, TERMINAL_STATUSES, Run, RunStatus, Trigger
+from db.models import MAX_ID, TERMINAL_STATUSES, Run, RunRow, RunStatus, Trigger
 from db.queries import (
     SORT_KEYS,
     RunFilters,
@@ -304,7 +304,7 @@ def runs_table(engine: sa.Engine, filters: RunFilters, sort: RunSort, limit: int
     return "\n".join(lines) + "\n"
 
 
-def _table_row(run: Run) -> str:
+def _table_row(run: RunRow) -> str:
     took = "-"
     if run.started_at and run.ended_at:
         took = format_duration((run.ended_at - run.started_at).total_seconds())

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from db.models import LEVELS
-from db.queries import LogLine
+from db.queries import EventRow
 from db.settings import get_settings
 from reports.logs import stream_log
 from ui import badges, reads, refresh
@@ -34,11 +34,11 @@ def choices(jobs: list[str]) -> tuple[str | None, int | None, str, str]:
     return job_name, None if run == ALL else int(run), level, text
 
 
-def read_new_lines(scope: tuple[Any, ...], follow: bool) -> list[LogLine]:
+def read_new_lines(scope: tuple[Any, ...], follow: bool) -> list[EventRow]:
     """The kept window of lines, newest first: only lines after the last seen id are read."""
     if st.session_state.get("logs_scope") != scope:
         st.session_state.update(logs_scope=scope, logs_cursor=0, logs_lines=[])
-    lines: list[LogLine] = st.session_state["logs_lines"]
+    lines: list[EventRow] = st.session_state["logs_lines"]
     if follow or not lines:
         job, run_id, level, text = scope
         new = reads.log_lines(
@@ -55,7 +55,7 @@ def read_new_lines(scope: tuple[Any, ...], follow: bool) -> list[LogLine]:
     return lines
 
 
-def show(lines: list[LogLine], newest_first: bool) -> None:
+def show(lines: list[EventRow], newest_first: bool) -> None:
     """The lines as a scrollable table coloured by level."""
     rows = lines if newest_first else lines[::-1]
     with st.container(height=600, key="logs_view"):

@@ -20,7 +20,7 @@ from db.models import Run, RunRecord, RunRow, run_duration
 from db.queries import (
     RunFilters,
     RunSort,
-    iter_run_rows,
+    iter_runs,
     read_session,
 )
 
@@ -163,7 +163,7 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
     ) -> Iterator[bytes]:
         chunks = csv_chunks if fmt == "csv" else json_chunks
         with read_session(engine) as session:
-            rows_in_order = iter_run_rows(session=session, filters=filters, sort=sort)
+            rows_in_order = iter_runs(session=session, filters=filters, sort=sort)
             for text in chunks(self._counted(rows_in_order)):
                 yield text.encode("utf-8")
 

@@ -6,13 +6,12 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from db.models import RunEvent
-from db.queries import LogLine, list_log_lines, read_session
+from db.queries import EventRow, list_events, read_session
 
 CHUNK = 2000  # events per read: constant memory however long the log is
 
 
-def format_line(event: RunEvent | LogLine) -> str:
+def format_line(event: EventRow) -> str:
     """One event as a log line: ISO-8601 UTC time, level, kind, step, message."""
     return f"{event.ts.isoformat()} {event.level:<7} {event.kind:<8} {event.step or '-':<9} {event.message}\n"
 
@@ -22,8 +21,8 @@ def stream_log(engine: sa.Engine, *, run_id: int, chunk: int = CHUNK) -> Iterato
     after = 0
     while True:
         with read_session(engine) as session:
-            events = list_log_lines(
-                session=session, run_id=run_id, after_id=after, limit=chunk, newest_first=False
+            events = list_events(
+                session=session, run_id=run_id, after_id=after, limit=chunk, with_data=False
             )
         if not events:
             return

@@ -23,7 +23,6 @@ from db.queries import (
     append_event,
     get_job,
     get_run,
-    iter_run_rows,
     iter_runs,
     list_audit,
     list_runs,
@@ -495,8 +494,9 @@ def test_export_rows_give_the_values_of_orm_runs(engine: sa.Engine) -> None:
     with write_session(engine) as session:
         make_run(session, status="running", ended_at=None, total_records=None, counters={})
     with read_session(engine) as session:
-        from_runs = [record_values(run) for run in iter_runs(session=session)]
-        from_rows = [record_values(row) for row in iter_run_rows(session=session)]
+        rows = list(iter_runs(session=session))
+        from_runs = [record_values(get_run(session=session, run_id=row.id)) for row in rows]
+        from_rows = [record_values(row) for row in rows]
     assert from_rows == from_runs
     assert all(tuple(values) == FIELDS for values in from_rows)
 

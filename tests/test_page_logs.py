@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from db.queries import append_event, list_events, list_log_lines, read_session, write_session
+from db.queries import append_event, list_events, read_session, write_session
 from reports.logs import stream_log
 from tests.factories import make_run
 from tests.pages import run_page
@@ -114,9 +114,12 @@ def test_logs_database_down_banner(database_down: None) -> None:
     assert "The database cannot be reached" in at.error[0].value
 
 
-def test_log_lines_read_the_same_cursor_as_list_events(engine: sa.Engine, run_id: int) -> None:
+def test_log_lines_are_the_events_without_their_data(engine: sa.Engine, run_id: int) -> None:
     with read_session(engine) as session:
         events = list_events(session=session, after_id=1, min_level="WARNING", newest_first=True)
-        lines = list_log_lines(session=session, after_id=1, min_level="WARNING")
-    assert [line.id for line in lines] == [event.id for event in events]
+        lines = list_events(
+            session=session, after_id=1, min_level="WARNING", newest_first=True, with_data=False
+        )
+    assert [line[:-1] for line in lines] == [event[:-1] for event in events]
+    assert all(line.data is None for line in lines)
     assert lines[0].message == "error line" and lines[0].run_id == run_id

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import streamlit as st
 
 from db.models import RunStatus, utcnow
-from db.queries import LogLine
+from db.queries import EventRow
 from etl.progress import clock_text
 
 IDLE = "idle"  # a job with no active run whose last run did not fail or get cancelled
@@ -80,7 +80,7 @@ def local_time(moment: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
 LEVEL_COLOURS = {"DEBUG": "#808495", "INFO": "inherit", "WARNING": "#b45309", "ERROR": "#dc2626"}
 
 
-def log_html(lines: Sequence[LogLine]) -> str:
+def log_html(lines: Sequence[EventRow]) -> str:
     """Log lines as a compact HTML table coloured by level (a Styler would cost ~0.3 s per tick)."""
     head = "".join(f"<th style='{_CELL}'>{name}</th>" for name in _LOG_HEADERS)
     body = "".join(_log_row(line) for line in lines)
@@ -94,7 +94,7 @@ _LOG_HEADERS = ("Time", "Run", "Level", "Step", "Message")
 _CELL = "text-align:left;padding:2px 8px;border-bottom:1px solid rgba(128,128,128,0.2)"
 
 
-def _log_row(line: LogLine) -> str:
+def _log_row(line: EventRow) -> str:
     colour = LEVEL_COLOURS.get(line.level, "inherit")
     cells = (local_time(line.ts), f"#{line.run_id}", line.level, line.step or "", line.message)
     tds = "".join(f"<td style='{_CELL}'>{html.escape(str(cell))}</td>" for cell in cells)

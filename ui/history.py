@@ -16,7 +16,7 @@ from db.queries import (
     RunwatchError,
     get_run,
     list_events,
-    list_run_rows,
+    list_runs,
     read_session,
 )
 from ui import actions
@@ -27,10 +27,10 @@ TIMELINE_LIMIT = 500
 RESUMABLE = (RunStatus.FAILED, RunStatus.CANCELLED)
 
 
-def load_page(engine: sa.Engine, view: HistoryView) -> tuple[RunPage[RunRow], int]:
+def load_page(engine: sa.Engine, view: HistoryView) -> tuple[RunPage, int]:
     """The view's page of runs and its page number, moved back to the last page if past it."""
     with read_session(engine) as session:
-        found = list_run_rows(
+        found = list_runs(
             session=session,
             filters=view.filters(),
             sort=view.sort,
@@ -40,7 +40,7 @@ def load_page(engine: sa.Engine, view: HistoryView) -> tuple[RunPage[RunRow], in
         last = max(1, math.ceil(found.total / view.page_size))
         if view.page <= last:
             return found, view.page
-        found = list_run_rows(
+        found = list_runs(
             session=session,
             filters=view.filters(),
             sort=view.sort,

@@ -6,9 +6,9 @@ import streamlit as st
 
 from db import queries
 from db.queries import (
+    EventRow,
     JobLive,
-    LogLine,
-    list_log_lines,
+    list_events,
     live_overview,
     read_session,
 )
@@ -35,10 +35,10 @@ def log_lines(
     job: str | None = None,
     min_level: str | None = None,
     text: str = "",
-) -> list[LogLine]:
+) -> list[EventRow]:
     """The newest log lines after the cursor `after_id` that match, newest first."""
     with read_session(engine()) as session:
-        return list_log_lines(
+        return list_events(
             session=session,
             after_id=after_id,
             run_id=run_id,
@@ -46,6 +46,8 @@ def log_lines(
             min_level=min_level,
             text=text or None,
             limit=LOG_WINDOW,
+            newest_first=True,
+            with_data=False,
         )
 
 

@@ -68,34 +68,6 @@ def run_state_event(
     )
 
 
-def list_events(
-    *,
-    session: Session,
-    run_id: int | None = None,
-    job: str | None = None,
-    after_id: int | None = None,
-    before_id: int | None = None,
-    kinds: Sequence[str] | None = None,
-    min_level: str | None = None,
-    text: str | None = None,
-    limit: int | None = 500,
-    newest_first: bool = False,
-) -> Sequence[RunEvent]:
-    """Run events by cursor: those after `after_id` (or before `before_id`), oldest first by default."""
-    binds = _event_binds(
-        run_id=run_id,
-        job=job,
-        after_id=after_id,
-        before_id=before_id,
-        kinds=kinds,
-        min_level=min_level,
-        text=text,
-    )
-    order = col(RunEvent.id).desc() if newest_first else col(RunEvent.id)
-    query = select(RunEvent).where(*_event_filters(binds)).order_by(order).limit(limit)
-    return session.exec(query).all()
-
-
 def _event_binds(
     *,
     run_id: int | None = None,
@@ -150,8 +122,8 @@ def _event_filters(binds: dict[str, Any]) -> list[sa.ColumnElement[bool]]:
     return where
 
 
-class LogLine(NamedTuple):
-    """One run event as the Logs page shows it: no JSON data."""
+class EventRow(NamedTuple):
+    """One run event as every cursor reader gets it (Logs page, live feed, API, downloads)."""
 
     id: int
     ts: datetime
@@ -160,46 +132,72 @@ class LogLine(NamedTuple):
     kind: str
     step: str | None
     message: str
+    data: dict[str, Any] | None  # None when read without it (with_data=False)
 
 
+_NO_DATA = sa.null().label("data")
 iso = datetime.fromisoformat
 
 
-def list_log_lines(
+def list_events(
     *,
     session: Session,
     run_id: int | None = None,
     job: str | None = None,
     after_id: int | None = None,
+    before_id: int | None = None,
+    kinds: Sequence[str] | None = None,
     min_level: str | None = None,
     text: str | None = None,
-    limit: int = 500,
-    newest_first: bool = True,
-) -> list[LogLine]:
-    """The newest matching run events after `after_id` (or, not `newest_first`, the oldest):
-    the Logs page's tick and the Download log's chunks.
+    limit: int | None = 500,
+    newest_first: bool = False,
+    with_data: bool = True,
+) -> list[EventRow]:
+    """Run events by cursor: those after `after_id` (and before `before_id`) that match, oldest
+    first (or newest first), at most `limit`; without their JSON data unless `with_data`.
 
-    Read on the bare driver (db.queries.driver): it runs for every open Logs page every
-    two seconds, and through the ORM it cost several times the query.
+    Read on the bare driver (db.queries.driver): every open Logs page runs it every two seconds
+    and the live feed after every write, and through the ORM it cost several times the query.
     """
-    binds = _event_binds(run_id=run_id, job=job, after_id=after_id, min_level=min_level, text=text)
+    binds = _event_binds(
+        run_id=run_id,
+        job=job,
+        after_id=after_id,
+        before_id=before_id,
+        kinds=kinds,
+        min_level=min_level,
+        text=text,
+    )
 
     def build() -> sa.Select[Any]:
         event_id = col(RunEvent.id)
-        return (
-            sa.select(*(col(getattr(RunEvent, name)) for name in LogLine._fields))
+        names = EventRow._fields[:-1]
+        data = col(RunEvent.data) if with_data else _NO_DATA
+        query = (
+            sa.select(*(col(getattr(RunEvent, name)) for name in names), data)
             .where(*_event_filters(binds))
             .order_by(event_id.desc() if newest_first else event_id)
-            .limit(sa.bindparam("limit"))
         )
+        return query if limit is None else query.limit(sa.bindparam("limit"))
 
+    shape = ("events", newest_first, with_data, limit is None, *binds)
     with driver.reader(session) as db:
-        rows = db.rows(("log_lines", newest_first, *binds), build, binds | {"limit": limit})
-    line = tuple.__new__  # a LogLine built in C: NamedTuple's own __new__ is Python, per row
-    if db.sqlite:
+        rows = db.rows(shape, build, binds | ({} if limit is None else {"limit": limit}))
+    return _event_rows(rows, db.sqlite)
+
+
+def _event_rows(rows: driver.Rows, sqlite: bool) -> list[EventRow]:
+    """Driver rows as EventRows: timestamps aware UTC, data decoded."""
+    row, decode = tuple.__new__, driver.json_value(sqlite)  # EventRows built in C, per row
+    if sqlite:
         utc = driver.SQLITE_UTC
-        return [line(LogLine, (i, iso(t + utc), r, lv, k, s, m)) for i, t, r, lv, k, s, m in rows]
-    return [line(LogLine, (i, t.astimezone(UTC), r, lv, k, s, m)) for i, t, r, lv, k, s, m in rows]
+        return [
+            row(EventRow, (i, iso(t + utc), r, lv, k, s, m, decode(d)))
+            for i, t, r, lv, k, s, m, d in rows
+        ]
+    return [
+        row(EventRow, (i, t.astimezone(UTC), r, lv, k, s, m, d)) for i, t, r, lv, k, s, m, d in rows
+    ]
 
 
 def last_event_id(*, session: Session) -> int:

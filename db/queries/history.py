@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -15,8 +15,6 @@ from db.models import Run, RunRow
 from db.queries import driver
 from db.queries.base import _escape_like
 from db.queries.errors import NotFound
-
-R = TypeVar("R", Run, RunRow)  # what a page of runs holds
 
 
 def get_run(*, session: Session, run_id: int, fresh: bool = False) -> Run:
@@ -66,10 +64,10 @@ class RunSort:
 
 
 @dataclass
-class RunPage(Generic[R]):
+class RunPage:
     """One page of the filtered history and the size of the whole filtered set."""
 
-    runs: list[R] = field(default_factory=list)
+    runs: list[RunRow] = field(default_factory=list)
     total: int = 0
 
 
@@ -115,7 +113,8 @@ def _run_where(binds: dict[str, Any]) -> sa.ColumnElement[bool]:
     return sa.and_(sa.true(), *clauses)
 
 
-def _order_by(sort: RunSort) -> list[Any]:
+def order_clause(sort: RunSort) -> list[Any]:
+    """The ORDER BY of `sort`: its key (NULLs last), then the run id the same way."""
     column: Any = {
         "created_at": col(Run.created_at),
         "duration": col(Run.duration_s),
@@ -127,11 +126,6 @@ def _order_by(sort: RunSort) -> list[Any]:
     return [direction.nulls_last(), tiebreak]
 
 
-def runs_query(filters: RunFilters, sort: RunSort) -> Any:
-    """The SELECT of the filtered, sorted history (shared by pages, exports and the CLI)."""
-    return select(Run).where(filter_clause(filters)).order_by(*_order_by(sort))
-
-
 def list_runs(
     *,
     session: Session,
@@ -139,25 +133,11 @@ def list_runs(
     sort: RunSort | None = None,
     page: int = 1,
     page_size: int = 50,
-) -> RunPage[Run]:
-    """One page (1-based) of the filtered, sorted history, with the filtered total."""
-    filters, sort = filters or RunFilters(), sort or RunSort()
-    if page < 1 or page_size < 1:
-        raise ValueError("page and page_size start at 1")
-    query = runs_query(filters, sort)
-    runs = session.exec(query.offset((page - 1) * page_size).limit(page_size)).all()
-    return RunPage(runs=list(runs), total=count_runs(session=session, filters=filters))
+) -> RunPage:
+    """One page (1-based) of the filtered, sorted history as RunRows, with the filtered total.
 
-
-def list_run_rows(
-    *,
-    session: Session,
-    filters: RunFilters | None = None,
-    sort: RunSort | None = None,
-    page: int = 1,
-    page_size: int = 50,
-) -> RunPage[RunRow]:
-    """list_runs as the History page reads it on every rerun: RunRows, on the bare driver."""
+    Read on the bare driver (db.queries.driver): the History page runs it on every rerun.
+    """
     filters, sort = filters or RunFilters(), sort or RunSort()
     if page < 1 or page_size < 1:
         raise ValueError("page and page_size start at 1")
@@ -208,23 +188,8 @@ def iter_runs(
     filters: RunFilters | None = None,
     sort: RunSort | None = None,
     chunk: int = 2000,
-) -> Iterator[Run]:
-    """Every run the filters select, in order, streamed in chunks (constant memory)."""
-    query = runs_query(filters or RunFilters(), sort or RunSort())
-    result = session.exec(query.execution_options(yield_per=chunk))
-    for run in result:
-        yield run
-        session.expunge(run)
-
-
-def iter_run_rows(
-    *,
-    session: Session,
-    filters: RunFilters | None = None,
-    sort: RunSort | None = None,
-    chunk: int = 2000,
 ) -> Iterator[RunRow]:
-    """Every run the filters select, in order, as RunRows streamed in chunks (the audit exports)."""
+    """Every run the filters select, in order, as RunRows streamed in chunks (exports, the CLI)."""
     filters, sort = filters or RunFilters(), sort or RunSort()
     binds = _run_binds(filters)
     with driver.streaming(session) as db:
@@ -235,4 +200,4 @@ def iter_run_rows(
 
 def _rows_query(binds: dict[str, Any], sort: RunSort) -> sa.Select[Any]:
     """The RUN_ROW_COLUMNS of the runs filtered by `binds` (see _run_binds), in `sort` order."""
-    return sa.select(*RUN_ROW_COLUMNS).where(_run_where(binds)).order_by(*_order_by(sort))
+    return sa.select(*RUN_ROW_COLUMNS).where(_run_where(binds)).order_by(*order_clause(sort))
