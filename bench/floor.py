@@ -16,7 +16,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from db.queries import driver
+from db import driver
 from etl.seed import seed_history
 
 # statements that are transaction control or a liveness ping, not the data function's own work
@@ -54,7 +54,7 @@ def row(name: str, value: float, baseline: float, unit: str = "ms", goal: str = 
 
 def captured(engine: sa.Engine, action: Callable[[], Any]) -> list[tuple[str, Any]]:
     """The SQL statements and parameters `action` sends to the driver (through SQLAlchemy or
-    db.queries.driver)."""
+    db.driver)."""
     statements: list[tuple[str, Any]] = []
 
     def keep(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:

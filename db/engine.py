@@ -65,7 +65,7 @@ def _sqlite_engine(url: str) -> sa.Engine:
 
 
 class ReadConnections:
-    """Connections kept aside for the hot reads (db.queries.driver), one engine's.
+    """Connections kept aside for the hot reads (db.driver), one engine's.
 
     Each is taken from the engine's pool once and detached, so a read costs no pool checkout and
     reset and, on PostgreSQL, no pre-ping and no BEGIN/ROLLBACK round trips (they are in

@@ -196,7 +196,7 @@ def _store_duration(mapper: Mapper[Run], connection: sa.Connection, run: Run) ->
 class RunRow(NamedTuple):
     """A run as the Live and History pages list it: its columns without parameters or traceback.
 
-    A plain tuple, not a model: those pages build dozens every refresh tick (db.queries.driver).
+    A plain tuple, not a model: those pages build dozens every refresh tick (db.driver).
     """
 
     id: int

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from db.migrate import refresh_planner_statistics
 from db.models import Job, Run, RunEvent, RunStatus, Trigger, run_duration, utcnow
-from db.queries import bulk_insert, reserve_ids, save_job, write_session
+from db.queries import save_job, write_session
+from etl.bulk import bulk_insert, reserve_ids
 
 SeedProgress = Callable[[int, int], None]  # (runs seeded so far, runs in all)
 _CHUNK_EVENTS = 200_000  # events per transaction: few transactions, bounded memory

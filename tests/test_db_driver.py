@@ -1,4 +1,4 @@
-"""The bare-driver read path (db.queries.driver) and the hot reads built on it, on both backends."""
+"""The bare-driver read path (db.driver) and the hot reads built on it, on both backends."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from db import driver
 from db.engine import MAX_IDLE_READERS, read_connections
 from db.models import Run, RunEvent, RunRow
 from db.queries import (
     RunFilters,
     RunSort,
     append_event,
-    driver,
     filter_clause,
     iter_runs,
     list_events,

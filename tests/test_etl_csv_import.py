@@ -14,7 +14,6 @@ from db.queries import (
     count_runs,
     create_run,
     get_run,
-    list_rejects,
     read_session,
     resume_run,
     write_session,
@@ -24,6 +23,7 @@ from etl.cli import main
 from etl.jobs import JobError, RunContext
 from etl.jobs.csv_files import count_plain_lines
 from etl.jobs.csv_import import CsvImportJob
+from etl.jobs.tables import list_rejects
 from etl.runner import Runner
 
 HEADER = "id,name,score\n"

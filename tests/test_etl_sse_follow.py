@@ -23,7 +23,6 @@ from db.queries import (
     get_run,
     last_event_id,
     list_events,
-    mirrored_run,
     read_session,
     request_cancel,
     save_job,
@@ -32,6 +31,7 @@ from db.queries import (
 from db.settings import Settings
 from etl.jobs import JobError, RunContext
 from etl.jobs.sse_follow import RemoteRunState, SseFollowJob, parse
+from etl.jobs.sse_store import mirrored_run
 from etl.runner import Runner
 from etl.worker import Worker
 from tests.apiserver import api_process

@@ -1,14 +1,13 @@
-"""Every read and write of Runwatch's tables lives in this package, one module per concern.
+"""The store: every read and write of runs, events, jobs, audit events and statistics, one module
+per concern. The tables that jobs load into are the jobs' own (etl/jobs/tables.py).
 
 Functions take the session keyword-only. Import them from here (`from db.queries import list_runs`).
 """
 
 from __future__ import annotations
 
-from db.queries import driver
 from db.queries.audit import list_audit, record_audit
-from db.queries.base import EVENT_CHANNEL
-from db.queries.bulk import bulk_insert, reserve_ids
+from db.queries.base import EVENT_CHANNEL, upsert
 from db.queries.errors import (
     ActiveRunExists,
     BadParams,
@@ -39,14 +38,6 @@ from db.queries.history import (
 )
 from db.queries.jobs import BUILTIN_JOBS, ensure_builtin_jobs, get_job, list_jobs, save_job
 from db.queries.live import HISTORY_RUNS, JobLive, live_overview, recent_run_ids
-from db.queries.remote import (
-    ensure_job,
-    feed_checkpoint,
-    mirrored_run,
-    save_feed_checkpoint,
-    save_mirror,
-    touch_running,
-)
 from db.queries.runs import (
     active_run_id,
     checkpoint,
@@ -70,15 +61,6 @@ from db.queries.stats import (
     mean_time_to_recovery,
 )
 from db.queries.stats_daily import DayStats, RunSummary, daily_stats, run_summary, summarise
-from db.queries.tables import (
-    TableLayout,
-    copy_rows,
-    create_table,
-    list_rejects,
-    table_layout,
-    upsert,
-    upsert_rows,
-)
 
 __all__ = [
     "ActiveRunExists",
@@ -86,7 +68,6 @@ __all__ = [
     "BUILTIN_JOBS",
     "DayStats",
     "EVENT_CHANNEL",
-    "driver",
     "HISTORY_RUNS",
     "InvalidState",
     "JobDisabled",
@@ -103,23 +84,17 @@ __all__ = [
     "RunwatchError",
     "SORT_KEYS",
     "StatsScope",
-    "TableLayout",
     "active_run_id",
     "append_event",
-    "bulk_insert",
     "checkpoint",
     "claim_next_run",
     "count_runs",
     "create_run",
-    "copy_rows",
-    "create_table",
     "daily_stats",
     "duration_percentiles",
     "duration_points",
     "end_run",
     "ensure_builtin_jobs",
-    "ensure_job",
-    "feed_checkpoint",
     "filter_clause",
     "get_job",
     "get_run",
@@ -130,29 +105,21 @@ __all__ = [
     "list_audit",
     "list_events",
     "list_jobs",
-    "list_rejects",
     "list_runs",
     "order_clause",
     "live_overview",
     "mark_orphans",
     "mean_time_to_recovery",
-    "mirrored_run",
     "read_session",
     "recent_run_ids",
     "record_audit",
     "request_cancel",
-    "reserve_ids",
     "resume_run",
     "run_jobs",
     "run_state_event",
     "run_summary",
-    "save_feed_checkpoint",
     "save_job",
-    "save_mirror",
     "summarise",
-    "table_layout",
-    "touch_running",
     "upsert",
-    "upsert_rows",
     "write_session",
 ]

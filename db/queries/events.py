@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from db import driver
 from db.models import LEVELS, EventKind, Run, RunEvent, RunRecord, utcnow
-from db.queries import driver
-from db.queries.base import _PG_EVENT_LOCK, EVENT_CHANNEL, _escape_like
+from db.queries.base import EVENT_CHANNEL, PG_EVENT_LOCK, escape_like
 
 
 def append_event(
@@ -30,7 +30,7 @@ def append_event(
         raise ValueError(f"unknown level {level!r}")
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_EVENT_LOCK})
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_EVENT_LOCK})
     event_id = session.execute(
         sa.insert(RunEvent)
         .values(
@@ -90,7 +90,7 @@ def _event_binds(
         levels = LEVELS[LEVELS.index(min_level) :]
         binds.update({f"level_{i}": level for i, level in enumerate(levels)})
     if text:
-        binds["text"] = f"%{_escape_like(text)}%"
+        binds["text"] = f"%{escape_like(text)}%"
     return binds
 
 
@@ -156,7 +156,7 @@ def list_events(
     """Run events by cursor: those after `after_id` (and before `before_id`) that match, oldest
     first (or newest first), at most `limit`; without their JSON data unless `with_data`.
 
-    Read on the bare driver (db.queries.driver): every open Logs page runs it every two seconds
+    Read on the bare driver (db.driver): every open Logs page runs it every two seconds
     and the live feed after every write, and through the ORM it cost several times the query.
     """
     binds = _event_binds(

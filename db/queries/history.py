@@ -11,9 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from db import driver
 from db.models import Run, RunRow
-from db.queries import driver
-from db.queries.base import _escape_like
+from db.queries.base import escape_like
 from db.queries.errors import NotFound
 
 
@@ -73,10 +73,10 @@ class RunPage:
 
 def filter_clause(filters: RunFilters) -> sa.ColumnElement[bool]:
     """The WHERE clause of `filters` on the run table."""
-    return _run_where(_run_binds(filters))
+    return run_where(run_binds(filters))
 
 
-def _run_binds(filters: RunFilters) -> dict[str, Any]:
+def run_binds(filters: RunFilters) -> dict[str, Any]:
     """The named values of the filters' bind parameters; their names say which filters apply."""
     binds: dict[str, Any] = {}
     for field_name, values in (
@@ -90,12 +90,12 @@ def _run_binds(filters: RunFilters) -> dict[str, Any]:
     if filters.until is not None:
         binds["runs_until"] = filters.until
     if filters.error_text:
-        binds["runs_error"] = f"%{_escape_like(filters.error_text)}%"
+        binds["runs_error"] = f"%{escape_like(filters.error_text)}%"
     return binds
 
 
-def _run_where(binds: dict[str, Any]) -> sa.ColumnElement[bool]:
-    """The WHERE clause of the filters named in `binds` (see _run_binds)."""
+def run_where(binds: dict[str, Any]) -> sa.ColumnElement[bool]:
+    """The WHERE clause of the filters named in `binds` (see run_binds)."""
 
     def bound(name: str) -> Any:
         return sa.bindparam(name, binds[name])
@@ -136,19 +136,19 @@ def list_runs(
 ) -> RunPage:
     """One page (1-based) of the filtered, sorted history as RunRows, with the filtered total.
 
-    Read on the bare driver (db.queries.driver): the History page runs it on every rerun.
+    Read on the bare driver (db.driver): the History page runs it on every rerun.
     """
     filters, sort = filters or RunFilters(), sort or RunSort()
     if page < 1 or page_size < 1:
         raise ValueError("page and page_size start at 1")
-    binds = _run_binds(filters)
+    binds = run_binds(filters)
 
     def page_query() -> sa.Select[Any]:
         query = _rows_query(binds, sort)
         return query.limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
 
     def count_query() -> sa.Select[Any]:
-        return sa.select(sa.func.count()).select_from(Run).where(_run_where(binds))
+        return sa.select(sa.func.count()).select_from(Run).where(run_where(binds))
 
     window = {"limit": page_size, "offset": (page - 1) * page_size}
     with driver.reader(session) as db:
@@ -191,7 +191,7 @@ def iter_runs(
 ) -> Iterator[RunRow]:
     """Every run the filters select, in order, as RunRows streamed in chunks (exports, the CLI)."""
     filters, sort = filters or RunFilters(), sort or RunSort()
-    binds = _run_binds(filters)
+    binds = run_binds(filters)
     with driver.streaming(session) as db:
         query = partial(_rows_query, binds, sort)
         for rows in db.chunks(("run_stream", *binds, sort), query, binds, chunk):
@@ -199,5 +199,5 @@ def iter_runs(
 
 
 def _rows_query(binds: dict[str, Any], sort: RunSort) -> sa.Select[Any]:
-    """The RUN_ROW_COLUMNS of the runs filtered by `binds` (see _run_binds), in `sort` order."""
-    return sa.select(*RUN_ROW_COLUMNS).where(_run_where(binds)).order_by(*order_clause(sort))
+    """The RUN_ROW_COLUMNS of the runs filtered by `binds` (see run_binds), in `sort` order."""
+    return sa.select(*RUN_ROW_COLUMNS).where(run_where(binds)).order_by(*order_clause(sort))

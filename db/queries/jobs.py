@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from sqlmodel import Session, select
 
 from db.models import Job
+from db.queries.base import upsert
 from db.queries.errors import NotFound
-from db.queries.tables import upsert
 
 BUILTIN_JOBS = (
     Job(

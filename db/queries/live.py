@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from db import driver
 from db.models import ACTIVE_STATUSES, Job, Run, RunRow, RunStatus
-from db.queries import driver
 from db.queries.history import RUN_ROW_COLUMNS, run_rows
 
 HISTORY_RUNS = 50  # past successful runs an ETA learns from
@@ -45,7 +45,7 @@ class JobLive:
 def live_overview(*, session: Session, jobs: Sequence[str] = ()) -> list[JobLive]:
     """Every job (or those named) with its five latest runs, last success and throughput history.
 
-    Read on the bare driver (db.queries.driver): every open Live page asks every refresh tick.
+    Read on the bare driver (db.driver): every open Live page asks every refresh tick.
     """
     names = {f"job_{i}": name for i, name in enumerate(jobs)}
     with driver.reader(session) as db:

@@ -27,6 +27,6 @@ def read_session(engine: sa.Engine | None = None) -> Iterator[Session]:
         yield session
     finally:
         # A session that began no transaction and loaded no object holds nothing to release:
-        # the hot reads (db.queries.driver) leave it so, and closing it cost half their overhead.
+        # the hot reads (db.driver) leave it so, and closing it cost half their overhead.
         if session.in_transaction() or len(session.identity_map):
             session.close()

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
+from db import driver
 from db.models import Run, RunStatus
-from db.queries import driver
-from db.queries.history import RunFilters, _run_binds, filter_clause
+from db.queries.history import RunFilters, filter_clause, run_binds
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _read(
+def read_scope(
     session: Session,
     name: str,
     scope: StatsScope,
@@ -80,7 +80,7 @@ def _read(
     """The rows of statement `name` over the scope's runs, on the bare driver: `build` runs and
     compiles once per shape (which filters apply, the names of `values`); later reads only bind
     the scope's filters and `values`, so every value that varies must be a named bindparam."""
-    binds = _run_binds(scope.filters()) | (values or {})
+    binds = run_binds(scope.filters()) | (values or {})
     return driver.read(session, (name, *binds), build, binds)
 
 
@@ -116,7 +116,7 @@ def _percentiles_postgres(session: Session, scope: StatsScope) -> dict[str | Non
 
     return {
         None if total else job: Percentiles(int(n), _float(p50), _float(p90))
-        for job, total, n, p50, p90 in _read(session, "stats_percentiles", scope, query)
+        for job, total, n, p50, p90 in read_scope(session, "stats_percentiles", scope, query)
     }
 
 
@@ -129,7 +129,7 @@ def _percentiles_sqlite(session: Session, scope: StatsScope) -> dict[str | None,
         return sa.select(col(Run.job), col(Run.duration_s)).where(_finished_in(scope))
 
     by_job: dict[str, list[float]] = defaultdict(list)
-    for job, seconds in _read(session, "stats_durations", scope, query):
+    for job, seconds in read_scope(session, "stats_durations", scope, query):
         by_job[job].append(seconds)
     ordered: dict[str | None, list[float]] = {job: sorted(v) for job, v in by_job.items()}
     # The jobs' sorted lists, joined, are a few sorted runs that sorted() merges in one pass.
@@ -197,7 +197,7 @@ def mean_time_to_recovery(*, session: Session, scope: StatsScope) -> float | Non
             filter_clause(scope.filters()), col(Run.status) == RunStatus.FAILED, ended.is_not(None)
         )
 
-    return _float(_read(session, "stats_recovery", scope, query)[0][0])
+    return _float(read_scope(session, "stats_recovery", scope, query)[0][0])
 
 
 _POINT_COLUMNS = (
@@ -236,7 +236,7 @@ def duration_points(*, session: Session, scope: StatsScope, limit: int = 2000) -
         ended = col(Run.duration_s).is_not(None)
         return _newest([filter_clause(scope.filters()), ended])
 
-    rows = _read(session, "stats_points", scope, query, {"stats_limit": limit})
+    rows = read_scope(session, "stats_points", scope, query, {"stats_limit": limit})
     return _points(rows, {}, dialect)[::-1]
 
 
@@ -269,7 +269,7 @@ def highlighted_runs(
         failed = col(Run.status) == RunStatus.FAILED
         return _newest([filter_clause(scope.filters()), sa.or_(failed, *slow)])
 
-    rows = _read(session, "stats_highlights", scope, query, values)
+    rows = read_scope(session, "stats_highlights", scope, query, values)
     reasons = {
         row[0]: "failed"
         if row[2] == RunStatus.FAILED

@@ -16,9 +16,9 @@ from db.queries.stats import (
     NO_DURATIONS,
     Percentiles,
     StatsScope,
-    _read,
     duration_percentiles,
     mean_time_to_recovery,
+    read_scope,
 )
 
 
@@ -89,7 +89,7 @@ def daily_stats(*, session: Session, scope: StatsScope) -> list[DayStats]:
 
     by_day: dict[date, dict[str, _StatusDay]] = {}
     ends = {"stats_since": scope.since, "stats_until": scope.until}
-    for d, state, runs, records, busy in _read(session, "stats_daily", scope, query, ends):
+    for d, state, runs, records, busy in read_scope(session, "stats_daily", scope, query, ends):
         by_day.setdefault(_as_date(d), {})[state] = _StatusDay(int(runs), int(records or 0), busy)
     return [_day_stats(d, statuses) for d, statuses in by_day.items()]
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import CsvReject, utcnow
-from db.queries import bulk_insert, create_table, table_layout
+from etl.bulk import bulk_insert
 from etl.jobs.base import Batch, Job, JobError
 from etl.jobs.csv_files import (
     ascii_compatible,
@@ -32,6 +32,7 @@ from etl.jobs.csv_rows import (
     raw_text,
     target_table,
 )
+from etl.jobs.tables import create_table, table_layout
 
 
 @dataclass

@@ -9,8 +9,8 @@ import psycopg
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from db.queries import copy_rows, upsert_rows
 from etl.jobs.csv_rows import Row
+from etl.jobs.tables import copy_rows, upsert_rows
 
 
 class RowWriter:

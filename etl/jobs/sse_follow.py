@@ -57,18 +57,17 @@ from sqlmodel import Session
 from sseclient import SSEClient
 
 from db.models import EventKind, Run, RunStatus, Step
-from db.queries import (
-    append_event,
+from db.queries import append_event, run_state_event
+from db.settings import get_settings
+from etl.jobs.base import Batch, Job, JobError
+from etl.jobs.sse_store import (
     ensure_job,
     feed_checkpoint,
     mirrored_run,
-    run_state_event,
     save_feed_checkpoint,
     save_mirror,
     touch_running,
 )
-from db.settings import get_settings
-from etl.jobs.base import Batch, Job, JobError
 
 TICK_S = 1.0  # longest wait without handing control back to the runner
 REMOTE_KIND = "remote"

@@ -1,4 +1,4 @@
-"""Target tables: upserts, and csv_import's table layouts, bulk upserts and rejects."""
+"""The tables jobs load into: csv_import's table layouts, bulk upserts, COPY and rejects."""
 
 from __future__ import annotations
 
@@ -15,38 +15,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from db.models import CsvReject
-
-
-def upsert(
-    *,
-    session: Session,
-    table: sa.Table,
-    rows: Sequence[dict[str, Any]],
-    key: Sequence[str],
-    increment: str | None = None,
-    update: bool = True,
-) -> None:
-    """Insert rows, updating the ones whose key exists (and adding 1 to column `increment`).
-
-    With `update=False` existing rows are left as they are.
-    """
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    statement: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    updates: dict[str, Any] = {
-        name: statement.excluded[name]
-        for name in rows[0]
-        if update and name not in key and name != increment
-    }
-    if increment:
-        updates[increment] = table.c[increment] + 1
-    if updates:
-        statement = statement.on_conflict_do_update(index_elements=list(key), set_=updates)
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(key))
-    session.execute(statement, list(rows))
-
 
 _PG_BATCH_TABLE = "runwatch_csv_batch"  # temporary table of one upsert on PostgreSQL
 

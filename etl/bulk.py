@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import RunEvent
-from db.queries.base import _PG_EVENT_LOCK
+from db.queries.base import PG_EVENT_LOCK
 
 
 def reserve_ids(*, session: Session, table: sa.Table, count: int) -> list[int]:
@@ -34,7 +34,7 @@ def bulk_insert(*, session: Session, table: sa.Table, rows: Sequence[dict[str, A
         return 0
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres and table.name == RunEvent.__tablename__:
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_EVENT_LOCK})
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_EVENT_LOCK})
     if postgres:
         _copy_rows(session, table, rows)
     else:
