@@ -9,6 +9,7 @@ import streamlit as st
 from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
 from db.queries import ActiveRunExists, BadParams, JobLive, RunwatchError
 from db.settings import get_settings
+from reports.durations import format_duration
 from reports.eta import estimate
 from ui import actions, badges, reads, refresh
 from ui.app import database_guard
@@ -102,7 +103,7 @@ def progress(job: JobLive, run: RunRow) -> None:
     rate = done / elapsed if elapsed and done else None
     eta = estimate(done=done, total=total, elapsed_s=elapsed, history=job.throughputs)
     cols = st.columns(4)
-    cols[0].metric("Elapsed", badges.format_duration(elapsed) if elapsed else "waiting")
+    cols[0].metric("Elapsed", format_duration(elapsed) if elapsed else "waiting")
     cols[1].metric("ETA", eta_text(eta.low_s, eta.high_s), help="Typical to slow pace (p50–p90).")
     cols[2].metric("Step", run.current_step or "—")
     cols[3].metric("Records/s", f"{rate:,.0f}" if rate else "—")
@@ -112,7 +113,7 @@ def eta_text(low: float | None, high: float | None) -> str:
     """The ETA range as text: `1m 05s – 1m 40s`, one value, or unknown."""
     if low is None or high is None:
         return "unknown"
-    first, last = badges.format_duration(low), badges.format_duration(high)
+    first, last = format_duration(low), format_duration(high)
     return first if first == last else f"{first} – {last}"
 
 
@@ -153,7 +154,7 @@ def last_runs(job: JobLive) -> None:
         st.markdown(
             f"**Last run** #{ended.id} {badges.badge_markdown(ended.status)} "
             f"{badges.relative_time(ended.ended_at)} · {ended.records_loaded:,} loaded · "
-            f"{ended.records_rejected:,} rejected · {badges.format_duration(ended.duration)}"
+            f"{ended.records_rejected:,} rejected · {format_duration(ended.duration)}"
             + (f" · {counters}" if counters else "")
         )
         if ended.error_message:
@@ -169,7 +170,7 @@ def recent_rows(runs: list[RunRow]) -> list[dict[str, object]]:
             "Status": badges.status_label(run.status),
             "Trigger": run.trigger,
             "Created": badges.local_time(run.created_at),
-            "Duration": badges.format_duration(run.duration),
+            "Duration": format_duration(run.duration),
             "Records": run.offset,
             "Error": run.error_message or "",
         }

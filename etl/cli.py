@@ -34,10 +34,11 @@ from db.settings import get_settings
 from etl import commands
 from etl.commands import EXIT_USAGE
 from etl.jobs import JobError
-from etl.progress import ProgressBar, format_duration
+from etl.progress import ProgressBar
 from etl.runner import Runner
 from etl.worker import Worker, make_worker_id
 from reports import dates
+from reports.durations import format_duration
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

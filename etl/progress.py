@@ -6,27 +6,11 @@ import sys
 import time
 from typing import TextIO
 
+from reports.durations import format_duration
+
 _BAR_WIDTH = 30
 _TTY_INTERVAL_S = 0.1  # redraws per second on a terminal
 _PLAIN_INTERVAL_S = 2.0  # one line every few seconds into a log file or pipe
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as `1h02m`, `3m05s` or `12s`."""
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    return clock_text(int(seconds))
-
-
-def clock_text(whole: int, sep: str = "") -> str:
-    """Whole seconds as `1h{sep}02m`, `3m{sep}05s` or `12s`: the two largest units."""
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{sep}{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{sep}{secs:02d}s"
-    return f"{secs}s"
 
 
 class ProgressBar:
@@ -75,9 +59,9 @@ class ProgressBar:
         else:
             parts.append(f"{self.done:,}")
         parts.append(f"{rate:,.0f}/s")
-        parts.append(f"elapsed {format_duration(elapsed)}")
+        parts.append(f"elapsed {format_duration(elapsed, sep='')}")
         if self.total and rate > 0 and self.done < self.total:
-            parts.append(f"ETA {format_duration((self.total - self.done) / rate)}")
+            parts.append(f"ETA {format_duration((self.total - self.done) / rate, sep='')}")
         return " ".join(parts)
 
     def _draw(self, now: float, suffix: str = "") -> None:

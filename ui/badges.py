@@ -11,7 +11,6 @@ import streamlit as st
 
 from db.models import RunStatus, utcnow
 from db.queries import EventRow
-from etl.progress import clock_text
 
 IDLE = "idle"  # a job with no active run whose last run did not fail or get cancelled
 
@@ -41,13 +40,6 @@ def badge_markdown(status: str) -> str:
     """The badge as inline Markdown, for captions and table cells."""
     colour, label, _ = _BADGES.get(status, ("gray", status.title(), ""))
     return f":{colour}-badge[{label}]"
-
-
-def format_duration(seconds: float | None) -> str:
-    """Seconds as `1h 02m`, `3m 05s` or `12s` (an em dash when unknown)."""
-    if seconds is None:
-        return "—"
-    return clock_text(max(int(round(seconds)), 0), sep=" ")
 
 
 def relative_time(moment: datetime | None, now: datetime | None = None) -> str:

@@ -19,8 +19,9 @@ from db.queries import (
     list_runs,
     read_session,
 )
+from reports.durations import format_duration
 from ui import actions
-from ui.badges import badge_markdown, format_duration, local_time, status_label
+from ui.badges import badge_markdown, local_time, status_label
 from ui.filters import PAGE_SIZES, HistoryView, first_page
 
 TIMELINE_LIMIT = 500

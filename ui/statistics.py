@@ -9,8 +9,9 @@ from typing import Any
 import streamlit as st
 
 from db.queries import RunPoint, RunSummary, StatsScope
+from reports.durations import format_duration
 from reports.stats import CUSTOM, custom_scope, preset_scope
-from ui.badges import format_duration, local_time, status_label
+from ui.badges import local_time, status_label
 
 DEFAULT_RANGE = "7 d"
 
