@@ -31,7 +31,7 @@ def choices(jobs: list[str]) -> tuple[str | None, int | None, str, str]:
     )
     level = st.sidebar.selectbox("Least level", LEVELS, index=1, key="logs_level")
     text = st.sidebar.text_input("Search messages", key="logs_text").strip()
-    return job_name, None if run == ALL else int(run), level, text
+    return job_name, run if isinstance(run, int) else None, level, text
 
 
 def read_new_lines(scope: tuple[Any, ...], follow: bool) -> list[EventRow]:
