@@ -9,7 +9,7 @@ import streamlit as st
 from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
 from db.queries import ActiveRunExists, JobLive, RunwatchError
 from db.settings import get_settings
-from reports.eta import estimate
+from reports.eta import Eta, Pace, run_eta
 from ui import badges, live, refresh
 from ui.app import database_guard
 
@@ -97,20 +97,37 @@ def progress(job: JobLive, run: RunRow) -> None:
     else:
         st.progress(0.0, text=f"{done:,} records · total not known yet")
     rate = done / elapsed if elapsed and done else None
-    eta = estimate(done=done, total=total, elapsed_s=elapsed, history=job.throughputs)
+    pace = Pace.from_dict(job.pace)
+    eta = run_eta(
+        total=total,
+        offset=done,
+        pace=pace,
+        started_at=run.started_at,
+        now=utcnow(),
+        history=job.throughputs,
+    )
     cols = st.columns(4)
     cols[0].metric("Elapsed", badges.format_duration(elapsed) if elapsed else "waiting")
-    cols[1].metric("ETA", eta_text(eta.low_s, eta.high_s), help="Typical to slow pace (p50–p90).")
+    likely, spread = eta_text(eta)
+    cols[1].metric("ETA", likely, help=ETA_HELP)
+    if spread:
+        cols[1].caption(spread)
     cols[2].metric("Step", run.current_step or "—")
     cols[3].metric("Records/s", f"{rate:,.0f}" if rate else "—")
 
 
-def eta_text(low: float | None, high: float | None) -> str:
-    """The ETA range as text: `1m 05s – 1m 40s`, one value, or unknown."""
-    if low is None or high is None:
-        return "unknown"
-    first, last = badges.format_duration(low), badges.format_duration(high)
-    return first if first == last else f"{first} – {last}"
+ETA_HELP = (
+    "Likely time left: the run's own pace so far, weighed against its job's recent runs by how "
+    "many batches it has done and how steady they were. Below it, the range 8 runs in 10 end in."
+)
+
+
+def eta_text(eta: Eta) -> tuple[str, str | None]:
+    """The ETA as text: the likely time left, and its range (`58s – 1m 12s`) when it differs."""
+    if eta.seconds is None:
+        return "unknown", None
+    likely, early, late = (badges.format_duration(s) for s in eta.seconds)
+    return likely, None if early == late else f"{early} – {late}"
 
 
 def actions(job: JobLive) -> None:

@@ -31,6 +31,7 @@ from db.queries import (
     create_run,
     get_job,
     iter_runs,
+    job_throughputs,
     list_jobs,
     list_runs,
     read_session,
@@ -46,6 +47,7 @@ from etl.progress import ProgressBar, format_duration
 from etl.runner import Runner
 from etl.worker import Worker, make_worker_id
 from reports import dates
+from reports.eta import Pace
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ACTIVE = 0, 1, 2, 3
 _MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
@@ -248,12 +250,16 @@ def cmd_resume(args: argparse.Namespace, engine: sa.Engine) -> int:
 
 def execute_here(engine: sa.Engine, run: Run) -> int:
     """Execute a running run in this process with a progress bar; Ctrl-C cancels it."""
-    bar = ProgressBar(f"#{run.id} {run.job}", run.total_records, start=run.offset)
+    with read_session(engine) as session:
+        history = job_throughputs(session=session, job=run.job)
+    bar = ProgressBar(f"#{run.id} {run.job}", run.total_records, start=run.offset, history=history)
     if bar.tty:
         bar.update(run.offset, force=True)
-    runner = Runner(
-        engine, get_settings(), on_progress=lambda r: bar.update(r.offset, r.total_records)
-    )
+
+    def progress(r: Run) -> None:
+        bar.update(r.offset, r.total_records, pace=Pace.from_dict(r.pace))
+
+    runner = Runner(engine, get_settings(), on_progress=progress)
     assert run.id is not None
     with cancel_on_interrupt(engine, run.id):
         ended = runner.execute(run)

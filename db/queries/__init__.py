@@ -34,7 +34,7 @@ from db.queries.history import (
     runs_query,
 )
 from db.queries.jobs import BUILTIN_JOBS, ensure_builtin_jobs, get_job, list_jobs, save_job
-from db.queries.live import HISTORY_RUNS, JobLive, live_overview, recent_run_ids
+from db.queries.live import HISTORY_RUNS, JobLive, job_throughputs, live_overview, recent_run_ids
 from db.queries.remote import (
     ensure_job,
     feed_checkpoint,
@@ -129,6 +129,7 @@ __all__ = [
     "list_rejects",
     "list_run_rows",
     "list_runs",
+    "job_throughputs",
     "live_overview",
     "mark_orphans",
     "mean_time_to_recovery",
