@@ -1,6 +1,6 @@
 """ETA accuracy: replay synthetic runs and score the estimate at 10%, 25% and 50% of each.
 
-    python -m bench.bench_eta [--runs 300] [--seed 1]
+    python -m bench.bench_eta [--runs 1000] [--seed 1]
 
 Each scenario draws `--runs` runs of 2,000 records in batches of 50 (the demo job's shape), each
 against a history of five earlier runs of its job (as noisy as it; the pace of any run differs by
@@ -185,9 +185,10 @@ def _table(new: list[Reading], old: list[Reading]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=300, help="runs per scenario")
+    parser.add_argument("--runs", type=int, default=1000, help="runs per scenario")
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    # bench.all passes every script --size, --backend and --postgres-url: no use to a replay
+    args, _ = parser.parse_known_args()
     if args.runs < 1:
         raise SystemExit("--runs must be at least 1")
     new, old = replay(current, args.runs, args.seed), replay(previous, args.runs, args.seed)

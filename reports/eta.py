@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -71,8 +71,8 @@ class Pace:
         return Pace(batches, self.records + records, at_s, mean, m2)
 
     def as_dict(self) -> dict[str, Any]:
-        """The pace as the run row stores it (JSON)."""
-        return asdict(self)
+        """The pace as the run row stores it (JSON); vars, not asdict: it runs after every batch."""
+        return dict(vars(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Pace:
