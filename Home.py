@@ -97,11 +97,10 @@ def progress(job: JobLive, run: RunRow) -> None:
     else:
         st.progress(0.0, text=f"{done:,} records · total not known yet")
     rate = done / elapsed if elapsed and done else None
-    pace = Pace.from_dict(job.pace)
     eta = run_eta(
         total=total,
         offset=done,
-        pace=pace,
+        pace=Pace.from_dict(job.pace),
         started_at=run.started_at,
         now=utcnow(),
         history=job.throughputs,

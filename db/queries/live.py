@@ -83,7 +83,7 @@ def _job_live(db: driver.Reader, job: tuple[Any, ...]) -> JobLive:
         enabled=bool(enabled),
         recent=recent,
         last_success=last_success,
-        throughputs=[rate for _, rate in successes if rate is not None],
+        throughputs=_throughputs(successes),
         pace=_pace(db, active.id) if active else None,
     )
 
@@ -100,8 +100,13 @@ def _pace_query() -> sa.Select[Any]:
 
 def job_throughputs(*, session: Session, job: str) -> list[float]:
     """Records/s of the job's recent successful runs: the history every ETA learns from."""
-    jobs = live_overview(session=session, jobs=[job])
-    return jobs[0].throughputs if jobs else []
+    with driver.reader(session) as db:
+        values = {"job": job, "finished": RunStatus.FINISHED}
+        return _throughputs(db.rows("live_successes", _successes, values))
+
+
+def _throughputs(successes: driver.Rows) -> list[float]:
+    return [rate for _, rate in successes if rate is not None]
 
 
 def _recent() -> sa.Select[Any]:
