@@ -10,7 +10,7 @@ from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
 from db.queries import ActiveRunExists, BadParams, JobLive, RunwatchError
 from db.settings import get_settings
 from reports.durations import format_duration
-from reports.eta import estimate
+from reports.eta import Eta, Pace, run_eta
 from ui import actions, badges, reads, refresh
 from ui.app import database_guard
 
@@ -101,20 +101,36 @@ def progress(job: JobLive, run: RunRow) -> None:
     else:
         st.progress(0.0, text=f"{done:,} records · total not known yet")
     rate = done / elapsed if elapsed and done else None
-    eta = estimate(done=done, total=total, elapsed_s=elapsed, history=job.throughputs)
+    eta = run_eta(
+        total=total,
+        offset=done,
+        pace=Pace.from_dict(job.pace),
+        started_at=run.started_at,
+        now=utcnow(),
+        history=job.throughputs,
+    )
     cols = st.columns(4)
     cols[0].metric("Elapsed", format_duration(elapsed) if elapsed else "waiting")
-    cols[1].metric("ETA", eta_text(eta.low_s, eta.high_s), help="Typical to slow pace (p50–p90).")
+    likely, spread = eta_text(eta)
+    cols[1].metric("ETA", likely, help=ETA_HELP)
+    if spread:
+        cols[1].caption(spread)
     cols[2].metric("Step", run.current_step or "—")
     cols[3].metric("Records/s", f"{rate:,.0f}" if rate else "—")
 
 
-def eta_text(low: float | None, high: float | None) -> str:
-    """The ETA range as text: `1m 05s – 1m 40s`, one value, or unknown."""
-    if low is None or high is None:
-        return "unknown"
-    first, last = format_duration(low), format_duration(high)
-    return first if first == last else f"{first} – {last}"
+ETA_HELP = (
+    "Likely time left: the run's own pace so far, weighed against its job's recent runs by how "
+    "many batches it has done and how steady they were. Below it, the range 8 runs in 10 end in."
+)
+
+
+def eta_text(eta: Eta) -> tuple[str, str | None]:
+    """The ETA as text: the likely time left, and its range (`58s – 1m 12s`) when it differs."""
+    if eta.seconds is None:
+        return "unknown", None
+    likely, early, late = (format_duration(s) for s in eta.seconds)
+    return likely, None if early == late else f"{early} – {late}"
 
 
 def job_actions(job: JobLive) -> None:

@@ -22,6 +22,13 @@ class PerformanceMetrics(BaseModel):
     cpu_usage: float = Field(description="CPU of the API process since the last status call, in %.")
 
 
+class EtaRange(BaseModel):
+    """When the run should end at the earliest and latest: 8 runs in 10 end in between (p10-p90)."""
+
+    earliest: datetime
+    latest: datetime
+
+
 class EtlStatus(BaseModel):
     """What the ETL is doing now: the active run, or the newest one when none is active."""
 
@@ -31,7 +38,10 @@ class EtlStatus(BaseModel):
     status: str | None
     progress_percentage: float | None
     last_update: datetime | None
-    estimated_completion: datetime | None
+    estimated_completion: datetime | None = Field(
+        description="When the run should end (p50), from its own pace and its job's history."
+    )
+    estimated_completion_range: EtaRange | None
     current_step: str | None
     performance_metrics: PerformanceMetrics
 

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from api.models import EtlStatus, PerformanceMetrics
+from api.models import EtaRange, EtlStatus, PerformanceMetrics
 from db.models import ACTIVE_STATUSES, EventKind, Run, RunStatus, utcnow
-from db.queries import RunFilters, get_run, list_events, list_runs, live_overview
-from reports.eta import estimate
+from db.queries import RunFilters, get_run, job_throughputs, list_events, list_runs
+from reports.eta import Pace, estimate, run_eta
 
 
 class ProcessMeter:
@@ -71,33 +71,25 @@ def run_rate(*, session: Session, run: Run) -> float | None:
     return round(done / elapsed, 1) if elapsed > 0 and done >= 0 else None
 
 
-def history(*, session: Session, job: str) -> list[float]:
-    """Throughputs (records/s) of the job's recent successful runs, as the Live page uses them."""
-    jobs = live_overview(session=session, jobs=[job])
-    return jobs[0].throughputs if jobs else []
-
-
-def estimated_completion(*, session: Session, run: Run, rate: float | None) -> datetime | None:
-    """When the run should end (its end time once it has ended).
-
-    The typical end of the Live page's ETA range (past throughput corrected by the current pace),
-    or the run's own rate when the job has no finished history yet.
-    """
+def estimated_completion(*, session: Session, run: Run) -> tuple[datetime, EtaRange | None] | None:
+    """When the run should end and the range it should end in (its end time once it has ended)."""
     if run.ended_at is not None:
-        return run.ended_at
-    if run.status != RunStatus.RUNNING or run.started_at is None or run.total_records is None:
+        return run.ended_at, None
+    if run.status != RunStatus.RUNNING:
         return None
-    elapsed = (utcnow() - run.started_at).total_seconds()
-    eta = estimate(
-        done=run.offset,
+    now = utcnow()
+    eta = run_eta(
         total=run.total_records,
-        elapsed_s=elapsed,
-        history=history(session=session, job=run.job),
+        offset=run.offset,
+        pace=Pace.from_dict(run.pace),
+        started_at=run.started_at,
+        now=now,
+        history=job_throughputs(session=session, job=run.job),
     )
-    seconds = eta.low_s
-    if seconds is None and rate:
-        seconds = max(run.total_records - run.offset, 0) / rate
-    return None if seconds is None else utcnow() + timedelta(seconds=seconds)
+    if eta.seconds is None:
+        return None
+    likely, early, late = (now + timedelta(seconds=s) for s in eta.seconds)
+    return likely, EtaRange(earliest=early, latest=late)
 
 
 def progress(run: Run) -> float | None:
@@ -124,9 +116,11 @@ def etl_status(*, session: Session, job: str | None, meter: ProcessMeter) -> Etl
             progress_percentage=None,
             last_update=None,
             estimated_completion=None,
+            estimated_completion_range=None,
             current_step=None,
             performance_metrics=metrics,
         )
+    ends = estimated_completion(session=session, run=run)
     return EtlStatus(
         is_running=run.status in ACTIVE_STATUSES,
         current_log_id=run.id,
@@ -134,13 +128,15 @@ def etl_status(*, session: Session, job: str | None, meter: ProcessMeter) -> Etl
         status=run.status,
         progress_percentage=progress(run),
         last_update=max(t for t in (run.created_at, run.heartbeat_at, run.ended_at) if t),
-        estimated_completion=estimated_completion(session=session, run=run, rate=rate),
+        estimated_completion=ends[0] if ends else None,
+        estimated_completion_range=ends[1] if ends else None,
         current_step=run.current_step,
         performance_metrics=metrics,
     )
 
 
 def estimated_duration(*, session: Session, job: str, total: int | None) -> float | None:
-    """Seconds a run of `total` records should take at the job's typical past pace."""
-    eta = estimate(done=0, total=total, elapsed_s=None, history=history(session=session, job=job))
-    return None if eta.low_s is None else round(eta.low_s, 1)
+    """Seconds a run of `total` records should take, from the job's history alone (p50)."""
+    history = job_throughputs(session=session, job=job)
+    eta = estimate(remaining=total, pace=Pace(), history=history)
+    return None if eta.likely_s is None else round(eta.likely_s, 1)

@@ -5,7 +5,7 @@
 
 For each backend (SQLite file, PostgreSQL database created and dropped here) it seeds the
 history with etl.seed, then times:
-- one History page (filtered, sorted, page of 50 with the count: list_run_rows), beside
+- one History page (filtered, sorted, page of 50 with the count: list_runs), beside
   the very same SQL statements replayed through the bare driver (the floor);
 - the Statistics aggregates for 90 days (reports.stats.load_statistics), beside the same floor,
   then each of its data functions beside its own;
@@ -49,7 +49,6 @@ from db.queries import (
     duration_percentiles,
     duration_points,
     highlighted_runs,
-    list_run_rows,
     list_runs,
     mean_time_to_recovery,
     read_session,
@@ -78,7 +77,7 @@ def bench_history(engine: sa.Engine, repeat: int) -> None:
 
         def page(filters: RunFilters = filters, sort: RunSort = sort) -> None:
             with read_session(engine) as session:
-                list_run_rows(session=session, filters=filters, sort=sort, page=1, page_size=50)
+                list_runs(session=session, filters=filters, sort=sort, page=1, page_size=50)
 
         with_floor(f"History page ({name})", engine, page, repeat)
 

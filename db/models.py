@@ -171,6 +171,9 @@ class Run(SQLModel, table=True):
     worker_id: str | None = Field(default=None, max_length=200)
     resumed_from: int | None = Field(default=None, foreign_key="run.id")
     cancel_requested: bool = False
+    pace: dict[str, Any] | None = Field(
+        default=None, sa_type=sa.JSON
+    )  # reports.eta.Pace, per batch
 
 
 # covering, in GROUP BY order: the daily statistics read no row and sort nothing (0004)

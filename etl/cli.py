@@ -26,6 +26,7 @@ from db.queries import (
     RunSort,
     RunwatchError,
     iter_runs,
+    job_throughputs,
     list_jobs,
     list_runs,
     read_session,
@@ -39,6 +40,7 @@ from etl.runner import Runner
 from etl.worker import Worker, make_worker_id
 from reports import dates
 from reports.durations import format_duration
+from reports.eta import Pace
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -179,12 +181,16 @@ def cmd_resume(args: argparse.Namespace, engine: sa.Engine) -> int:
 
 def execute_here(engine: sa.Engine, run: Run) -> int:
     """Execute a running run in this process with a progress bar; Ctrl-C cancels it."""
-    bar = ProgressBar(f"#{run.id} {run.job}", run.total_records, start=run.offset)
+    with read_session(engine) as session:
+        history = job_throughputs(session=session, job=run.job)
+    bar = ProgressBar(f"#{run.id} {run.job}", run.total_records, start=run.offset, history=history)
     if bar.tty:
         bar.update(run.offset, force=True)
-    runner = Runner(
-        engine, get_settings(), on_progress=lambda r: bar.update(r.offset, r.total_records)
-    )
+
+    def progress(r: Run) -> None:
+        bar.update(r.offset, r.total_records, pace=Pace.from_dict(r.pace))
+
+    runner = Runner(engine, get_settings(), on_progress=progress)
     assert run.id is not None
     with cancel_on_interrupt(engine, run.id):
         ended = runner.execute(run)

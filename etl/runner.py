@@ -6,12 +6,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from db.engine import get_engine
-from db.models import EventKind, Run, RunStatus, Step
+from db.models import EventKind, Run, RunStatus, Step, utcnow
 from db.queries import (
     append_event,
     checkpoint,
@@ -25,6 +26,7 @@ from db.queries import (
 )
 from db.settings import Settings, get_settings
 from etl.jobs import Job, JobError, RunContext, job_class
+from reports.eta import Pace
 
 ProgressCallback = Callable[[Run], None]
 
@@ -93,7 +95,11 @@ class Runner:
             run.total_records = job.estimate_total(params)
         run.current_step = Step.EXTRACT
         self.log(run.id, "INFO", _start_message(run), Step.EXTRACT)
-        last_progress = time.monotonic()
+        last_batch = last_progress = time.monotonic()
+        started = last_batch - _since(
+            run.started_at
+        )  # the pace counts from started_at, as readers do
+        pace = Pace()  # this run's own: a resumed run's ETA learns from its own batches only
         for extracted in job.extract(params, run.offset):
             run.current_step = Step.TRANSFORM
             batch = job.transform(extracted)
@@ -104,6 +110,9 @@ class Runner:
                 run.records_loaded += loaded
                 run.records_rejected += len(batch.rejects)
                 run.counters = dict(job.context.counters)
+                now = time.monotonic()
+                pace = pace.add(batch.size, now - last_batch, now - started)
+                run.pace, last_batch = pace.as_dict(), now
                 cancel = self.bookkeeping and checkpoint(session=session, run=run)
                 if (
                     self.bookkeeping
@@ -165,6 +174,11 @@ class Runner:
             error_message=str(error) or type(error).__name__,
             error_detail=detail,
         )
+
+
+def _since(moment: datetime | None) -> float:
+    """Seconds from `moment` to now (0 when there is none)."""
+    return max((utcnow() - moment).total_seconds(), 0.0) if moment else 0.0
 
 
 def _start_message(run: Run) -> str:

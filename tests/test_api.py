@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from db.queries import (
     write_session,
 )
 from db.settings import Settings
+from reports.eta import Pace
 from reports.export import FIELDS, record_values, stream_export
 from tests.apiserver import running_api, running_app
 from tests.factories import make_run
@@ -121,6 +123,7 @@ def test_status_reports_the_running_run(client: httpx.Client, engine: sa.Engine)
             total_records=1000,
             offset=400,
             current_step="load",
+            pace=Pace(batches=8, records=400, seconds=19.5, log_mean=math.log(0.05)).as_dict(),
         )
     body = client.get("/api/etl/status").json()
     assert body["is_running"] is True
@@ -130,7 +133,9 @@ def test_status_reports_the_running_run(client: httpx.Client, engine: sa.Engine)
     assert body["current_step"] == "load"
     assert 0 < body["performance_metrics"]["records_per_second"] <= 400 / 19
     eta = datetime.fromisoformat(body["estimated_completion"])
-    assert eta > datetime.now(UTC)
+    ends = body["estimated_completion_range"]
+    earliest, latest = (datetime.fromisoformat(ends[name]) for name in ("earliest", "latest"))
+    assert datetime.now(UTC) < eta and earliest < eta < latest
 
 
 def test_status_of_a_job_shows_its_newest_run(client: httpx.Client, engine: sa.Engine) -> None:
@@ -215,6 +220,38 @@ def test_trigger_with_bad_input_is_422_naming_it(
     assert named in str(payload.get("message", payload["detail"]))
     with read_session(engine) as session:
         assert list_runs(session=session).total == 0
+
+
+def test_status_at_a_quarter_of_a_slow_run_believes_its_own_pace(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    """Five past runs at 60 ms a batch of 50, then one at 120 ms read at 25%: its ETA must follow
+    its own pace, not the history's (the old estimate still gave the history 75% of the weight)."""
+    with write_session(engine) as session:
+        for minutes in range(5, 0, -1):
+            started = datetime.now(UTC) - timedelta(minutes=minutes)
+            ended = started + timedelta(seconds=2.4)
+            make_run(session, started_at=started, ended_at=ended, total_records=2000, offset=2000)
+    with_worker = settings.model_copy(update={"api_worker_enabled": True})
+    with running_api(settings=with_worker) as url, httpx.Client(base_url=url, timeout=30) as http:
+        params = {"total": 2000, "batch_size": 50, "delay_ms": 120}
+        http.post("/api/etl/trigger", json={"job": "demo", "params": params}).raise_for_status()
+        at_quarter = wait_for(lambda: quarter_status(http))
+        read_at = datetime.now(UTC)
+        wait_for(lambda: http.get("/api/etl/status").json()["status"] == "finished")
+    eta = datetime.fromisoformat(at_quarter["estimated_completion"])
+    ends = at_quarter["estimated_completion_range"]
+    earliest, latest = (datetime.fromisoformat(ends[name]) for name in ("earliest", "latest"))
+    history_alone = 1500 * 2.4 / 2000  # seconds the history's pace leaves for 75%
+    assert (eta - read_at).total_seconds() > 1.5 * history_alone  # sleeps alone make it 2x
+    assert earliest < eta < latest
+
+
+def quarter_status(http: httpx.Client) -> dict[str, Any] | None:
+    """The status once the running run is a quarter done (None before)."""
+    body: dict[str, Any] = http.get("/api/etl/status").json()
+    done = body["progress_percentage"] or 0  # None until the first checkpoint stores the total
+    return body if body["status"] == "running" and done >= 25 else None
 
 
 def test_triggered_run_finishes_in_the_api_worker(engine: sa.Engine, settings: Settings) -> None:

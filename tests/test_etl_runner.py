@@ -20,6 +20,7 @@ from db.queries import (
 from db.settings import Settings
 from etl.runner import Runner
 from etl.worker import BackgroundWorker, Worker
+from reports.eta import Pace
 
 
 def start(engine: sa.Engine, **params: object) -> Run:
@@ -43,6 +44,17 @@ def test_demo_run_finishes_with_every_record(engine: sa.Engine, settings: Settin
     assert stored.counters == {"subjects_processed": 1000, "categories_processed": 20}
     assert [e.data["status"] for e in events if e.kind == "status"] == ["running", "finished"]
     assert len(subjects(engine)) == 1000
+
+
+def test_each_checkpoint_stores_the_runs_pace_for_its_eta(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    run = Runner(engine, settings).execute(start(engine, total=1000, batch_size=100))
+    with read_session(engine) as session:
+        stored = get_run(session=session, run_id=run.id)
+    pace = Pace.from_dict(stored.pace)
+    assert (pace.batches, pace.records) == (10, 1000)
+    assert stored.duration_s is not None and 0 < pace.seconds <= stored.duration_s
 
 
 def test_fail_at_fails_with_message_and_last_committed_offset(
@@ -69,6 +81,7 @@ def test_resume_completes_a_failed_run_exactly_once(engine: sa.Engine, settings:
     finished = Worker(engine, settings).run_once()
     assert finished is not None and finished.id == resumed.id
     assert finished.status == RunStatus.FINISHED and finished.offset == 1000
+    assert Pace.from_dict(finished.pace).records == 600  # its ETA learns from its own batches
     rows = subjects(engine)
     assert [r.id for r in rows] == list(range(1000))
     assert {r.loads for r in rows} == {1}

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
+import re
+from datetime import datetime, timedelta
+
+import httpx
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from db.models import RunStatus
+from db.models import RunStatus, utcnow
 from db.queries import list_audit, list_runs, read_session, write_session
 from db.settings import get_settings
+from etl.progress import ProgressBar
+from reports.eta import Pace
 from tests.factories import make_run
 from tests.pages import DOWN_URL, run_page, texts
 
@@ -97,6 +104,56 @@ def test_running_run_shows_progress_eta_and_stats(engine: sa.Engine, no_worker: 
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Step"] == "load" and metrics["ETA"] != "unknown"
     assert "Last successful run:** #3" in texts(at)
+
+
+def seconds_of(text: str) -> float:
+    """`1h 02m`, `3m05s` or `12s` (as the app and the CLI write durations) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)([hms])", text))
+
+
+def test_home_api_and_cli_show_the_same_eta(
+    engine: sa.Engine, no_worker: None, api_url: str
+) -> None:
+    """Likely, early and late apart by the same seconds everywhere (their distance from now is
+    the one thing that differs, as each reads at its own moment)."""
+    pace = Pace(batches=20, records=1000, seconds=30.0, log_mean=math.log(0.03), log_m2=0.2)
+    with write_session(engine) as session:
+        for _ in range(5):
+            make_run(session)  # 1000 records in 30 s each
+        run = make_run(
+            session,
+            status=RunStatus.RUNNING,
+            started_at=utcnow() - timedelta(seconds=30),
+            ended_at=None,
+            offset=1000,
+            total_records=20_000,
+            pace=pace.as_dict(),
+        )
+    body = httpx.get(f"{api_url}/api/etl/status").json()
+    api_likely, api_early, api_late = (
+        datetime.fromisoformat(t)
+        for t in (
+            body["estimated_completion"],
+            *(body["estimated_completion_range"][n] for n in ("earliest", "latest")),
+        )
+    )
+    at = home()
+    metric = next(m for m in at.metric if m.label == "ETA")
+    early, late = next(c.value for c in at.caption if " – " in c.value).split(" – ")
+    bar = ProgressBar("run", 20_000, history=[1000 / 30] * 5)
+    bar.update(1000, pace=pace)
+    cli = re.search(r"ETA (\S+) \((\S+)–(\S+)\)", bar.eta_text())
+    assert cli is not None
+    spans = {
+        "api": ((api_late - api_early).total_seconds(), (api_likely - api_early).total_seconds()),
+        "app": (seconds_of(late) - seconds_of(early), seconds_of(metric.value) - seconds_of(early)),
+        "cli": (seconds_of(cli[3]) - seconds_of(cli[2]), seconds_of(cli[1]) - seconds_of(cli[2])),
+    }
+    for width, likely in spans.values():  # durations shown to the second: 2 s of rounding
+        assert width == pytest.approx(spans["api"][0], abs=2)
+        assert likely == pytest.approx(spans["api"][1], abs=2)
+    assert run.id == body["current_log_id"]
 
 
 def test_unreachable_database_shows_a_banner_then_recovers(

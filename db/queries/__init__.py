@@ -37,7 +37,7 @@ from db.queries.history import (
     order_clause,
 )
 from db.queries.jobs import BUILTIN_JOBS, ensure_builtin_jobs, get_job, list_jobs, save_job
-from db.queries.live import HISTORY_RUNS, JobLive, live_overview, recent_run_ids
+from db.queries.live import HISTORY_RUNS, JobLive, job_throughputs, live_overview, recent_run_ids
 from db.queries.runs import (
     active_run_id,
     checkpoint,
@@ -101,6 +101,7 @@ __all__ = [
     "heartbeat",
     "highlighted_runs",
     "iter_runs",
+    "job_throughputs",
     "last_event_id",
     "list_audit",
     "list_events",

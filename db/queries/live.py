@@ -29,6 +29,7 @@ class JobLive:
     recent: list[RunRow]  # the five latest runs, newest first
     last_success: RunRow | None
     throughputs: list[float]  # records/s of recent successful runs that did not resume another
+    pace: dict[str, Any] | None = None  # the active run's stored pace (reports.eta.Pace)
 
     @property
     def active(self) -> RunRow | None:
@@ -69,6 +70,7 @@ def _job_live(db: driver.Reader, job: tuple[Any, ...]) -> JobLive:
     recent = run_rows(db.rows("live_recent", _recent, values), db.sqlite)
     successes = db.rows("live_successes", _successes, values)
     last_success = next((run for run in recent if run.status == RunStatus.FINISHED), None)
+    active = recent[0] if recent and recent[0].status in ACTIVE_STATUSES else None
     if last_success is None and successes:
         by_id = {"run_id": successes[0][0]}
         last_success = run_rows(db.rows("live_run", _run, by_id), db.sqlite)[0]
@@ -81,8 +83,30 @@ def _job_live(db: driver.Reader, job: tuple[Any, ...]) -> JobLive:
         enabled=bool(enabled),
         recent=recent,
         last_success=last_success,
-        throughputs=[rate for _, rate in successes if rate is not None],
+        throughputs=_throughputs(successes),
+        pace=_pace(db, active.id) if active else None,
     )
+
+
+def _pace(db: driver.Reader, run_id: int) -> dict[str, Any] | None:
+    """The stored pace of the active run (only it needs one: a page asks every tick)."""
+    rows = db.rows("live_pace", _pace_query, {"run_id": run_id})
+    return driver.json_value(db.sqlite)(rows[0][0]) if rows else None
+
+
+def _pace_query() -> sa.Select[Any]:
+    return sa.select(col(Run.pace)).where(col(Run.id) == sa.bindparam("run_id"))
+
+
+def job_throughputs(*, session: Session, job: str) -> list[float]:
+    """Records/s of the job's recent successful runs: the history every ETA learns from."""
+    with driver.reader(session) as db:
+        values = {"job": job, "finished": RunStatus.FINISHED}
+        return _throughputs(db.rows("live_successes", _successes, values))
+
+
+def _throughputs(successes: driver.Rows) -> list[float]:
+    return [rate for _, rate in successes if rate is not None]
 
 
 def _recent() -> sa.Select[Any]:

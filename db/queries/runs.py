@@ -100,7 +100,7 @@ def checkpoint(
     run: Run,
     heartbeat: bool = True,
 ) -> bool:
-    """Store the run's offset, counts, counters and step (its checkpoint); return cancel_requested."""
+    """Store the run's offset, counts, counters, step and pace (its checkpoint); return cancel_requested."""
     values: dict[str, Any] = {
         "offset": run.offset,
         "total_records": run.total_records,
@@ -108,6 +108,7 @@ def checkpoint(
         "records_rejected": run.records_rejected,
         "counters": dict(run.counters),
         "current_step": run.current_step,
+        "pace": run.pace,
     }
     if heartbeat:
         values["heartbeat_at"] = run.heartbeat_at = utcnow()
