@@ -1,7 +1,7 @@
 """Soak: a worker's and serve-api's resident memory over a long life.
 
-    python -m bench.bench_soak worker [--runs 200] [--size 200000] [--backend sqlite|postgres|both]
-    python -m bench.bench_soak api [--minutes 9] [--backend sqlite|postgres|both]
+    python -m bench.bench_soak [worker|api] [--runs 200] [--size 200000] [--minutes 9]
+                               [--backend sqlite|postgres|both]
 
 `worker`: one `runwatch worker` process executes `--runs` csv_import runs of one generated CSV of
 `--size` rows, one after another, into a fresh database; its RSS (VmRSS) is read after each run.
@@ -185,7 +185,7 @@ def _print_api(backend: str, samples: list[tuple[float, float]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("worker", "api"))
+    parser.add_argument("what", nargs="?", choices=("worker", "api", "both"), default="both")
     parser.add_argument("--runs", type=int, default=200, help="imports (worker)")
     parser.add_argument("--size", type=int, default=200_000, help="rows per CSV (worker)")
     parser.add_argument("--minutes", type=float, default=9.0, help="polling time (api)")
@@ -193,9 +193,9 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
     args = parser.parse_args()
     for backend in backends(args.backend):
-        if args.what == "worker":
+        if args.what in ("worker", "both"):
             soak_worker(backend, args.postgres_url, args.runs, args.size)
-        else:
+        if args.what in ("api", "both"):
             soak_api(backend, args.postgres_url, args.minutes)
 
 
