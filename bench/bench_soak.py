@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import sqlalchemy as sa
 
 from bench import DEFAULT_POSTGRES_URL, backends, temp_database
 from bench.bench_csv_import import COLUMNS, write_csv
+from bench.bench_sse import free_port
 from db.models import RunStatus
 from db.queries import create_run, get_run, read_session, write_session
 
@@ -41,13 +41,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def spawn(engine: sa.Engine, *args: str) -> subprocess.Popen[bytes]:

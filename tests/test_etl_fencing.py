@@ -38,7 +38,8 @@ from db.queries import (
 from db.settings import Settings, get_settings
 from etl.runner import Runner
 from etl.worker import Worker
-from tests.pgcluster import PgCluster, free_port
+from tests.apiserver import free_port
+from tests.pgcluster import PgCluster
 from tests.test_etl_cli import cli_process, subject_loads
 
 FAULT_TIMEOUT_S = 240
