@@ -12,10 +12,11 @@ from db.settings import get_settings
 from reports.durations import format_duration
 from reports.eta import Eta, Pace, run_eta
 from ui import actions, badges, reads, refresh
-from ui.app import database_guard
+from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Live", page_icon="⏱", layout="wide")
 st.title("Runwatch — Live")
+worker_banner()
 paused = refresh.pause_toggle("home")
 
 

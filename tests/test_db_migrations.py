@@ -131,3 +131,16 @@ def test_0005_gives_runs_already_there_no_pace_and_downgrades_keeping_indexes(
         command.downgrade(config, "0004")
     assert "pace" not in {c["name"] for c in sa.inspect(engine_0003).get_columns("run")}
     assert "ix_run_day_status" in _index_names(engine_0003)
+
+
+def test_0006_adds_the_claim_token_and_downgrades_keeping_the_indexes(
+    engine_0003: sa.Engine,
+) -> None:
+    upgrade(engine_0003)
+    assert "claim_token" in {c["name"] for c in sa.inspect(engine_0003).get_columns("run")}
+    config = alembic_config()
+    with engine_0003.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    assert "claim_token" not in {c["name"] for c in sa.inspect(engine_0003).get_columns("run")}
+    assert "ix_run_day_status" in _index_names(engine_0003)

@@ -14,6 +14,7 @@ from db.queries.errors import (
     InvalidState,
     JobDisabled,
     NotFound,
+    RunLost,
     RunwatchError,
 )
 from db.queries.events import (
@@ -77,6 +78,7 @@ __all__ = [
     "NotFound",
     "Percentiles",
     "RunFilters",
+    "RunLost",
     "RunPage",
     "RunPoint",
     "RunSort",

@@ -33,8 +33,10 @@ def upsert(
     """
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    statement: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    statement: Any = (postgresql.insert if postgres else sqlite.insert)(table)
+    if postgres:  # psycopg's executemany would send one INSERT per row: send one per batch
+        statement = statement.from_select(list(rows[0]), _unnested(table, list(rows[0])))
     updates: dict[str, Any] = {
         name: statement.excluded[name]
         for name in rows[0]
@@ -46,4 +48,19 @@ def upsert(
         statement = statement.on_conflict_do_update(index_elements=list(key), set_=updates)
     else:
         statement = statement.on_conflict_do_nothing(index_elements=list(key))
-    session.execute(statement, list(rows))
+    if postgres:
+        session.execute(
+            statement, {f"rows_{name}": [row[name] for row in rows] for name in rows[0]}
+        )
+    else:
+        session.execute(statement, list(rows))  # one prepared statement, stepped in C per row
+
+
+def _unnested(table: sa.Table, names: Sequence[str]) -> sa.Select[Any]:
+    """SELECT of rows passed as one array parameter per column, unnested in lockstep (PostgreSQL)."""
+    return sa.select(
+        *(
+            sa.func.unnest(sa.bindparam(f"rows_{name}", type_=postgresql.ARRAY(table.c[name].type)))
+            for name in names
+        )
+    )

@@ -29,3 +29,11 @@ class JobDisabled(RunwatchError):
 
 class BadParams(RunwatchError):
     """Parameters (or a job's configuration) the job kind or the database refuses."""
+
+
+class RunLost(RunwatchError):
+    """The run is no longer this writer's: it was failed (e.g. as an orphan), ended or re-claimed."""
+
+    def __init__(self, run_id: int | None) -> None:
+        self.run_id = run_id
+        super().__init__(f"Run #{run_id} is no longer held by this worker; its write was refused.")
