@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from db.queries.stats import percentile_cont
+
 START_SPREAD = 0.5  # log-pace spread assumed of a run's batches before they show their own
 START_BATCHES = 2.0  # how many batches' worth that assumption counts for
 MIN_RUN_SPREAD = 0.1  # runs of one job are never assumed to agree better than about 10%
@@ -94,11 +96,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     """The q-th quantile (0..1), interpolated between order statistics (like percentile_cont)."""
     if not values:
         raise ValueError("percentile of no values")
-    ordered = sorted(values)
-    position = q * (len(ordered) - 1)
-    low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return percentile_cont(sorted(values), q)
 
 
 def throughput(records: int, seconds: float | None) -> float | None:

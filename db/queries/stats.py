@@ -138,11 +138,11 @@ def _percentiles_sqlite(session: Session, scope: StatsScope) -> dict[str | None,
 
 
 def _percentiles(ordered: list[float]) -> Percentiles:
-    return Percentiles(len(ordered), _cont(ordered, 0.5), _cont(ordered, 0.9))
+    return Percentiles(len(ordered), percentile_cont(ordered, 0.5), percentile_cont(ordered, 0.9))
 
 
-def _cont(ordered: list[float], p: float) -> float:
-    """percentile_cont: linear interpolation at position p * (n - 1) of the sorted values."""
+def percentile_cont(ordered: Sequence[float], p: float) -> float:
+    """PostgreSQL's percentile_cont of sorted values: linear interpolation at p * (n - 1)."""
     position = p * (len(ordered) - 1)
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
