@@ -82,12 +82,20 @@ class ReadConnections:
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            pooled = self._engine.raw_connection()
+            pooled = self._connect()
             connection: Any = pooled.driver_connection
             pooled.detach()  # ours now: the pool forgets it and never resets or recycles it
             if self._engine.dialect.name == "postgresql":
                 connection.autocommit = True
             return connection
+
+    def _connect(self) -> Any:
+        """A new pooled connection; a refused connect raises the SQLAlchemy error the ORM would."""
+        dbapi_error = self._engine.dialect.loaded_dbapi.Error
+        try:
+            return self._engine.raw_connection()
+        except dbapi_error as error:
+            raise sa.exc.DBAPIError.instance(None, None, error, dbapi_error) from error
 
     def give_back(self, connection: Any) -> None:
         """Keep `connection` for the next read, unless it was closed or enough are kept already
