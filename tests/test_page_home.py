@@ -68,6 +68,25 @@ def test_invalid_parameters_get_a_clear_message(engine: sa.Engine, no_worker: No
     assert runs_of(engine) == []
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ('{"total": 99999999999999999999999}', "'total' must be at most 2,147,483,647"),
+        ('{"total": 10.5}', "'total' must be a whole number, not 10.5"),
+    ],
+)
+def test_numbers_the_database_cannot_store_are_refused_in_the_dialog(
+    engine: sa.Engine, no_worker: None, params: str, message: str
+) -> None:
+    at = home()
+    at.button(key="home_run_demo").click().run()
+    at.text_area(key="home_params_demo").set_value(params)
+    at.button(key="home_confirm").click().run()
+    assert not at.exception
+    assert message in [error.value for error in at.error][0]
+    assert runs_of(engine) == []
+
+
 def test_cancel_run_cancels_and_audits(engine: sa.Engine, no_worker: None) -> None:
     with write_session(engine) as session:
         run = make_run(session, status=RunStatus.PENDING, ended_at=None, offset=0)
