@@ -10,7 +10,7 @@ from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
 from db.queries import ActiveRunExists, JobLive, RunwatchError
 from db.settings import get_settings
 from reports.eta import estimate
-from ui import badges, live, refresh
+from ui import badges, live, notices, refresh
 from ui.app import database_guard
 
 st.set_page_config(page_title="Runwatch — Live", page_icon="⏱", layout="wide")
@@ -24,8 +24,13 @@ def already_active(job: str, run_id: int | None) -> str:
 
 
 def close_dialog() -> None:
-    """Forget the open dialog, so the next refresh does not reopen it."""
+    """Forget the open dialog and its message, so the next refresh does not reopen them."""
     st.session_state.pop("home_dialog", None)
+    notices.clear(DIALOG_NOTE)
+
+
+DIALOG_NOTE = "home_dialog_note"  # the dialog's error: kept until the next Confirm or closing it
+PAGE_NOTE = "home_note"  # the page's last outcome: kept until dismissed or the next action
 
 
 @st.dialog("Run now", width="large", on_dismiss=close_dialog)
@@ -39,19 +44,25 @@ def confirm_run(job: JobLive) -> None:
         height=200,
         help="The job's defaults; change any value for this run only.",
     )
-    if not st.button("Confirm", key="home_confirm", type="primary"):
-        return
+    if st.button("Confirm", key="home_confirm", type="primary"):
+        confirm(job, text)
+    notices.show(DIALOG_NOTE)
+
+
+def confirm(job: JobLive, text: str) -> None:
+    """Enqueue the run, or keep the reason it was refused in the dialog."""
+    notices.clear(DIALOG_NOTE)
     with database_guard():
         try:
             run_id = live.run_now(job.name, live.parse_params(text, job.name))
         except ValueError as error:
-            st.error(str(error))
+            notices.say(DIALOG_NOTE, "error", str(error))
             return
         except ActiveRunExists as error:
-            st.warning(already_active(job.name, error.run_id))
+            notices.say(DIALOG_NOTE, "warning", already_active(job.name, error.run_id))
             return
     close_dialog()
-    st.session_state["home_flash"] = f"Run #{run_id} of {job.name} is queued and starts shortly."
+    notices.say(PAGE_NOTE, "success", f"Run #{run_id} of {job.name} is queued and starts shortly.")
     st.rerun()
 
 
@@ -117,8 +128,10 @@ def actions(job: JobLive) -> None:
     """Run now and Cancel run."""
     left, right = st.columns(2)
     if left.button("Run now", key=f"home_run_{job.name}", type="primary", disabled=not job.enabled):
+        notices.clear(PAGE_NOTE)
         if job.active:
-            st.warning(already_active(job.name, job.active.id))
+            notices.say(PAGE_NOTE, "warning", already_active(job.name, job.active.id))
+            st.rerun()
         else:
             st.session_state["home_dialog"] = job.name
     if st.session_state.get("home_dialog") == job.name:
@@ -130,10 +143,9 @@ def actions(job: JobLive) -> None:
         right.caption("Cancelling after the current batch…")
     elif right.button("Cancel run", key=f"home_cancel_{job.name}"):
         try:
-            st.session_state["home_flash"] = live.cancel(active.id)
+            notices.say(PAGE_NOTE, "success", live.cancel(active.id))
         except RunwatchError as error:
-            st.warning(str(error))
-            return
+            notices.say(PAGE_NOTE, "warning", str(error))
         st.rerun()
 
 
@@ -192,8 +204,7 @@ def job_panel(job: JobLive) -> None:
 
 with database_guard():
     jobs = live.overview(get_settings().database_url)
-if flash := st.session_state.pop("home_flash", None):
-    st.success(flash)
+notices.show(PAGE_NOTE)
 watch_for_toasts(jobs)
 names = [job.name for job in jobs]
 chosen = st.sidebar.selectbox("Job", ["All jobs", *names], key="home_job")

@@ -131,3 +131,37 @@ def test_unreachable_database_shows_a_banner_then_recovers(
     assert not at.exception
     assert "The database cannot be reached" not in texts(at)
     assert "Demo catalogue" in texts(at)
+
+
+def test_refused_run_now_warning_stays_through_refreshes_until_dismissed(
+    engine: sa.Engine, no_worker: None
+) -> None:
+    with write_session(engine) as session:
+        active = make_run(session, status=RunStatus.PENDING, ended_at=None, offset=0)
+    at = home()
+    at.button(key="home_run_demo").click().run()
+    at.run()  # the 2 s auto-refresh while a run is active
+    at.run()
+    assert not at.exception
+    assert f"a run is already active (#{active.id})" in texts(at)
+    at.button(key="home_note_dismiss").click().run()
+    assert "already active" not in texts(at)
+
+
+def test_dialog_error_stays_through_refreshes_until_the_next_confirm(
+    engine: sa.Engine, no_worker: None
+) -> None:
+    with write_session(engine) as session:
+        make_run(session, status=RunStatus.RUNNING, ended_at=None, offset=0)  # refresh every 2 s
+    at = home()
+    at.button(key="home_run_csv_import").click().run()
+    at.text_area(key="home_params_csv_import").set_value("{}")
+    at.button(key="home_confirm").click().run()
+    at.run()
+    at.run()
+    assert not at.exception
+    assert "Parameter 'path' is required" in texts(at)
+    at.text_area(key="home_params_csv_import").set_value('{"path": "x.csv"}')
+    at.button(key="home_confirm").click().run()
+    assert "Parameter 'path' is required" not in texts(at)
+    assert "Parameter 'table' is required" in texts(at)
