@@ -10,7 +10,7 @@ from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
 from db.queries import ActiveRunExists, JobLive, RunwatchError
 from db.settings import get_settings
 from reports.eta import estimate
-from ui import badges, live, notices, refresh
+from ui import badges, live, notices, parameters, refresh
 from ui.app import database_guard
 
 st.set_page_config(page_title="Runwatch — Live", page_icon="⏱", layout="wide")
@@ -44,6 +44,8 @@ def confirm_run(job: JobLive) -> None:
         height=200,
         help="The job's defaults; change any value for this run only.",
     )
+    with st.expander("Parameters", expanded=parameters.has_required(job.kind)):
+        st.markdown(parameters.parameters_markdown(job.kind))
     if st.button("Confirm", key="home_confirm", type="primary"):
         confirm(job, text)
     notices.show(DIALOG_NOTE)

@@ -41,7 +41,7 @@ from db.queries import (
     write_session,
 )
 from db.settings import get_settings
-from etl.jobs import JobError, RunContext, job_class
+from etl.jobs import JOB_KINDS, JobError, RunContext, job_class
 from etl.progress import ProgressBar, format_duration
 from etl.runner import Runner
 from etl.worker import Worker, make_worker_id
@@ -66,6 +66,9 @@ def cmd_jobs(args: argparse.Namespace, engine: sa.Engine) -> int:
         for job in list_jobs(session=session):
             state = "" if job.enabled else "  (disabled)"
             print(f"{job.name:<20} {job.kind:<12} {job.schedule or '-':<15} {job.params}{state}")
+            kind = JOB_KINDS.get(job.kind)
+            for param in kind.parameters if kind else ():
+                print(f"    {param.describe()}")
     return EXIT_OK
 
 

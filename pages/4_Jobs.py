@@ -8,7 +8,8 @@ import streamlit as st
 
 from db.queries import JobLive
 from db.settings import get_settings
-from ui import badges, live
+from etl.jobs import JOB_KINDS
+from ui import badges, live, parameters
 from ui.app import database_guard
 
 st.set_page_config(page_title="Runwatch — Jobs", page_icon="🗂", layout="wide")
@@ -37,3 +38,7 @@ if not jobs:
 else:
     st.dataframe([row(job) for job in jobs], hide_index=True, width="stretch", key="jobs_table")
     st.caption("Start a job from the Live page with Run now.")
+    st.subheader("Parameters")
+    for kind in sorted({job.kind for job in jobs}):
+        with st.expander(f"{kind} — {JOB_KINDS[kind].description if kind in JOB_KINDS else ''}"):
+            st.markdown(parameters.parameters_markdown(kind))

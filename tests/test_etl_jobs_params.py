@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,3 +46,10 @@ def test_every_kind_declares_the_parameters_its_validate_accepts() -> None:
         assert all(param.help for param in job_class.parameters), kind
         if kind != "remote":
             assert names, kind
+
+
+def test_readme_lists_every_parameter_of_every_kind() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for kind, job_class in JOB_KINDS.items():
+        for param in job_class.parameters:
+            assert f"| `{kind}` | `{param.name}` |" in readme, (kind, param.name)

@@ -165,3 +165,13 @@ def test_dialog_error_stays_through_refreshes_until_the_next_confirm(
     at.button(key="home_confirm").click().run()
     assert "Parameter 'path' is required" not in texts(at)
     assert "Parameter 'table' is required" in texts(at)
+
+
+def test_run_now_dialog_says_which_parameters_are_required(
+    engine: sa.Engine, no_worker: None
+) -> None:
+    at = home()
+    at.button(key="home_run_csv_import").click().run()
+    assert not at.exception
+    assert "- `path` (text, **required**): a CSV file or a glob" in texts(at)
+    assert "- `on_error` (reject | fail, default reject)" in texts(at)

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from db.models import RunStatus
 from db.queries import get_job, write_session
 from tests.factories import make_run
-from tests.pages import run_page
+from tests.pages import run_page, texts
 
 
 def jobs_page() -> AppTest:
@@ -33,3 +33,9 @@ def test_jobs_lists_every_job_with_its_last_run(engine: sa.Engine, no_worker: No
 def test_jobs_database_down_banner(database_down: None) -> None:
     at = jobs_page()
     assert "The database cannot be reached" in at.error[0].value
+
+
+def test_jobs_page_explains_each_kinds_parameters(engine: sa.Engine, no_worker: None) -> None:
+    at = jobs_page()
+    assert "- `key` (columns, **required**)" in texts(at)
+    assert "- `batch_size` (whole number, default 500)" in texts(at)

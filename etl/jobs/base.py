@@ -50,15 +50,15 @@ class Param:
     minimum: int = 0  # whole numbers only
     maximum: int = MAX_STORED_INT
 
+    def note(self) -> str:
+        """`required`, `optional` or `default …`."""
+        if self.required:
+            return "required"
+        return "optional" if self.default is None else f"default {self.default}"
+
     def describe(self) -> str:
         """`name` (type, default or required): help — one line."""
-        if self.required:
-            note = "required"
-        elif self.default is None:
-            note = "optional"
-        else:
-            note = f"default {self.default!r}"
-        return f"{self.name} ({self.type}, {note}): {self.help}"
+        return f"{self.name} ({self.type}, {self.note()}): {self.help}"
 
 
 class Job:
