@@ -33,6 +33,7 @@ with app.database_guard():
     st.number_input(
         "Run number",
         min_value=1,
+        max_value=filters.MAX_RUN_ID,
         step=1,
         value=None,
         key="history_run",
