@@ -161,6 +161,10 @@ class Health(BaseModel):
     database: bool
     worker: bool | None = Field(description="null when this process runs no worker.")
     pending: int | None
+    problem: str | None = Field(
+        default=None,
+        description="Why the database is unusable, when the answer alone does not say.",
+    )
 
 
 class ErrorBody(BaseModel):

@@ -28,6 +28,7 @@ from api.models import (
 )
 from api.params import Filters, RunId, Sort, check_params
 from api.status import estimated_duration, etl_status
+from db.engine import file_problem
 from db.models import RunStatus, Trigger
 from db.queries import (
     InvalidState,
@@ -214,6 +215,11 @@ def health(request: Request) -> Any:
     except (sa.exc.OperationalError, sa.exc.InterfaceError):
         down = Health(status="unavailable", database=False, worker=alive, pending=None)
         return JSONResponse(down.model_dump(), status_code=503)
+    if problem := file_problem(engine_of(request)):
+        split = Health(
+            status="unavailable", database=False, worker=alive, pending=None, problem=problem
+        )
+        return JSONResponse(split.model_dump(), status_code=503)
     ok = worker is None or alive
     return Health(status="ok" if ok else "degraded", database=True, worker=alive, pending=pending)
 

@@ -72,13 +72,6 @@ def seed(engine: sa.Engine, count: int = 24) -> list[int]:
     return ids
 
 
-@pytest.fixture
-def client(api_url: str) -> httpx.Client:
-    """An HTTP client of the test's API server."""
-    with httpx.Client(base_url=api_url, timeout=30) as http:
-        yield http
-
-
 # ---------------------------------------------------------------- health and status
 
 
@@ -86,7 +79,7 @@ def test_health_reports_database_and_pending_count(client: httpx.Client, engine:
     with write_session(engine) as session:
         make_run(session, status="pending", ended_at=None)
     body = client.get("/health").json()
-    assert body == {"status": "ok", "database": True, "worker": None, "pending": 1}
+    assert body == {"status": "ok", "database": True, "worker": None, "pending": 1, "problem": None}
 
 
 def test_health_is_503_when_the_database_is_down(settings: Settings) -> None:
