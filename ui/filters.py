@@ -214,7 +214,7 @@ def first_page() -> None:
 def filter_bar(jobs: Sequence[str]) -> None:
     """The filter and sort widgets; changing any of them goes back to page 1."""
     for warning in st.session_state.pop("history_warnings", []):
-        st.warning(warning, icon="⚠️")
+        st.warning(warning, icon=":material/warning:")
     top = st.columns([2, 2, 2, 1.4, 1.4])
     top[0].multiselect("Status", STATUSES, key="history_status", on_change=first_page)
     top[1].multiselect("Job", list(jobs), key="history_job", on_change=first_page)

@@ -150,6 +150,9 @@ def matching_files(path: str) -> list[str]:
     pattern = os.path.expanduser(path)
     if os.path.isfile(pattern):
         return [pattern]
+    if os.path.isdir(pattern):
+        glob_in = os.path.join(path, "*.csv")
+        raise JobError(f"Path '{path}' is a directory; name its files, such as '{glob_in}'.")
     files = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
     if not files:
         raise JobError(f"No file matches path '{path}'.")
