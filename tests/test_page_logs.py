@@ -120,3 +120,15 @@ def test_log_lines_read_the_same_cursor_as_list_events(engine: sa.Engine, run_id
         lines = list_log_lines(session=session, after_id=1, min_level="WARNING")
     assert [line.id for line in lines] == [event.id for event in events]
     assert lines[0].message == "error line" and lines[0].run_id == run_id
+
+
+def test_a_search_without_matches_says_nothing_matched(
+    engine: sa.Engine, no_worker: None, run_id: int
+) -> None:
+    at = logs_page()
+    at.text_input(key="logs_text").set_value("warn").run()
+    assert "Showing the newest 1 matching line (" in "\n".join(c.value for c in at.caption)
+    at.text_input(key="logs_text").set_value("no such words").run()
+    assert not at.exception
+    assert at.info[0].value.startswith("No log line matches “no such words”")
+    assert "start a run" not in at.info[0].value
