@@ -111,11 +111,14 @@ def progress(job: JobLive, run: RunRow) -> None:
         st.progress(0.0, text=f"{done:,} records · total not known yet")
     rate = done / elapsed if elapsed and done else None
     eta = estimate(done=done, total=total, elapsed_s=elapsed, history=job.throughputs)
-    cols = st.columns(4)
-    cols[0].metric("Elapsed", badges.format_duration(elapsed) if elapsed else "waiting")
-    cols[1].metric("ETA", eta_text(eta.low_s, eta.high_s), help="Typical to slow pace (p50–p90).")
-    cols[2].metric("Step", run.current_step or "—")
-    cols[3].metric("Records/s", f"{rate:,.0f}" if rate else "—")
+    badges.metrics_row(
+        [
+            ("Elapsed", badges.format_duration(elapsed) if elapsed else "waiting", None),
+            ("ETA", eta_text(eta.low_s, eta.high_s), "Typical to slow pace (p50–p90)."),
+            ("Step", run.current_step or "—", None),
+            ("Records/s", f"{rate:,.0f}" if rate else "—", None),
+        ]
+    )
 
 
 def eta_text(low: float | None, high: float | None) -> str:
@@ -169,7 +172,21 @@ def last_runs(job: JobLive) -> None:
         )
         if ended.error_message:
             st.caption(f"{ended.error_type}: {ended.error_message}")
-    st.dataframe(recent_rows(job.recent), hide_index=True, width="stretch")
+    st.dataframe(
+        recent_rows(job.recent), hide_index=True, width="stretch", column_config=RECENT_COLUMNS
+    )
+
+
+# Fixed widths, so the recent-runs tables of every card line up column for column.
+RECENT_COLUMNS = {
+    "Run": st.column_config.TextColumn(width=65),
+    "Status": st.column_config.TextColumn(width=85),
+    "Trigger": st.column_config.TextColumn(width=75),
+    "Created": st.column_config.TextColumn(width=105),
+    "Duration": st.column_config.TextColumn(width=75),
+    "Records": st.column_config.TextColumn(width=85, alignment="right"),
+    "Error": st.column_config.TextColumn(width="large"),
+}
 
 
 def recent_rows(runs: list[RunRow]) -> list[dict[str, object]]:
@@ -179,9 +196,9 @@ def recent_rows(runs: list[RunRow]) -> list[dict[str, object]]:
             "Run": f"#{run.id}",
             "Status": badges.status_label(run.status),
             "Trigger": run.trigger,
-            "Created": badges.local_time(run.created_at),
+            "Created": badges.local_time(run.created_at, "%m-%d %H:%M"),  # fits a narrow card
             "Duration": badges.format_duration(run.duration),
-            "Records": run.offset,
+            "Records": f"{run.offset:,}",
             "Error": run.error_message or "",
         }
         for run in runs
@@ -191,9 +208,9 @@ def recent_rows(runs: list[RunRow]) -> list[dict[str, object]]:
 def job_panel(job: JobLive) -> None:
     """Everything about one job."""
     with st.container(border=True):
-        title, badge = st.columns([4, 1])
+        title, badge = st.columns([4, 1], vertical_alignment="center")
         title.subheader(job.title or job.name)
-        with badge:
+        with badge.container(horizontal_alignment="right"):  # at the card's right edge
             badges.status_badge(job_state(job))
         actions(job)
         if job.active:

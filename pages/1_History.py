@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from db.queries import RunFilters
 from db.settings import get_settings
 from ui import app, export, filters, history
 
@@ -18,13 +19,15 @@ with app.database_guard():
         st.warning(problem)
     found, page = history.load_page(engine, view)
     st.session_state.history_page = page
-    selected = history.runs_table(found.runs)
+    selected = None
     if not found.total:
-        st.info(
-            "No runs match these filters — clear some of them, or start a run from the Home page."
+        history.empty_state(filtered=view.filters() != RunFilters())
+    else:
+        selected = history.runs_table(found.runs)
+        history.pager(found.total, view.page_size)
+        export.download_buttons(
+            engine, view.filters(), view.sort, get_settings().actor, found.total
         )
-    history.pager(found.total, view.page_size)
-    export.download_buttons(engine, view.filters(), view.sort, get_settings().actor, found.total)
     st.divider()
     st.subheader("Run details")
     if selected is not None and selected != st.session_state.get("history_selected"):
