@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from db.engine import WRITE_OPTION, make_engine
-from db.migrate import alembic_config, upgrade
+from db.migrate import alembic_config, head_revision, is_current, upgrade
 from db.models import UTCDateTime, run_duration, utcnow
 
 START = utcnow().replace(microsecond=123456) - timedelta(days=2)
@@ -116,3 +116,15 @@ def test_0004_downgrades_to_0003(engine_0003: sa.Engine) -> None:
     assert "ix_run_day_status" not in _index_names(engine_0003)
     with engine_0003.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM run")).scalar_one() == len(RUNS)
+
+
+def test_head_read_from_file_names_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_is_current_only_at_head(engine_0003: sa.Engine) -> None:
+    assert not is_current(engine_0003)
+    upgrade(engine_0003)
+    assert is_current(engine_0003)
