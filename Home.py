@@ -11,7 +11,7 @@ from db.queries import ActiveRunExists, BadParams, JobLive, RunwatchError
 from db.settings import get_settings
 from reports.durations import format_duration
 from reports.eta import Eta, Pace, run_eta
-from ui import actions, badges, reads, refresh
+from ui import actions, badges, notices, parameters, reads, refresh
 from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Live", page_icon="⏱", layout="wide")
@@ -26,8 +26,13 @@ def already_active(job: str, run_id: int | None) -> str:
 
 
 def close_dialog() -> None:
-    """Forget the open dialog, so the next refresh does not reopen it."""
+    """Forget the open dialog and its message, so the next refresh does not reopen them."""
     st.session_state.pop("home_dialog", None)
+    notices.clear(DIALOG_NOTE)
+
+
+DIALOG_NOTE = "home_dialog_note"  # the dialog's error: kept until the next Confirm or closing it
+PAGE_NOTE = "home_note"  # the page's last outcome: kept until dismissed or the next action
 
 
 @st.dialog("Run now", width="large", on_dismiss=close_dialog)
@@ -41,22 +46,30 @@ def confirm_run(job: JobLive) -> None:
         height=200,
         help="The job's defaults; change any value for this run only.",
     )
-    if not st.button("Confirm", key="home_confirm", type="primary"):
-        return
+    with st.expander("Parameters", expanded=parameters.has_required(job.kind)):
+        st.markdown(parameters.parameters_markdown(job.kind))
+    if st.button("Confirm", key="home_confirm", type="primary"):
+        confirm(job, text)
+    notices.show(DIALOG_NOTE)
+
+
+def confirm(job: JobLive, text: str) -> None:
+    """Enqueue the run, or keep the reason it was refused in the dialog."""
+    notices.clear(DIALOG_NOTE)
     with database_guard():
         try:
             run_id = actions.run_now(job.name, actions.parse_params(text))
         except (ValueError, BadParams) as error:
-            st.error(str(error))
+            notices.say(DIALOG_NOTE, "error", str(error))
             return
         except ActiveRunExists as error:
-            st.warning(already_active(job.name, error.run_id))
+            notices.say(DIALOG_NOTE, "warning", already_active(job.name, error.run_id))
             return
         except RunwatchError as error:  # the job was disabled or removed since the page was drawn
-            st.warning(str(error))
+            notices.say(DIALOG_NOTE, "warning", str(error))
             return
     close_dialog()
-    st.session_state["home_flash"] = f"Run #{run_id} of {job.name} is queued and starts shortly."
+    notices.say(PAGE_NOTE, "success", f"Run #{run_id} of {job.name} is queued and starts shortly.")
     st.rerun()
 
 
@@ -110,14 +123,17 @@ def progress(job: JobLive, run: RunRow) -> None:
         now=utcnow(),
         history=job.throughputs,
     )
-    cols = st.columns(4)
-    cols[0].metric("Elapsed", format_duration(elapsed) if elapsed else "waiting")
     likely, spread = eta_text(eta)
-    cols[1].metric("ETA", likely, help=ETA_HELP)
+    badges.metrics_row(
+        [
+            ("Elapsed", format_duration(elapsed) if elapsed else "waiting", None),
+            ("ETA", likely, ETA_HELP),
+            ("Step", run.current_step or "—", None),
+            ("Records/s", f"{rate:,.0f}" if rate else "—", None),
+        ]
+    )
     if spread:
-        cols[1].caption(spread)
-    cols[2].metric("Step", run.current_step or "—")
-    cols[3].metric("Records/s", f"{rate:,.0f}" if rate else "—")
+        st.caption(f"ETA range (8 runs in 10 end within it): {spread}")
 
 
 ETA_HELP = (
@@ -138,8 +154,10 @@ def job_actions(job: JobLive) -> None:
     """Run now and Cancel run."""
     left, right = st.columns(2)
     if left.button("Run now", key=f"home_run_{job.name}", type="primary", disabled=not job.enabled):
+        notices.clear(PAGE_NOTE)
         if job.active:
-            st.warning(already_active(job.name, job.active.id))
+            notices.say(PAGE_NOTE, "warning", already_active(job.name, job.active.id))
+            st.rerun()
         else:
             st.session_state["home_dialog"] = job.name
     if st.session_state.get("home_dialog") == job.name:
@@ -154,7 +172,7 @@ def job_actions(job: JobLive) -> None:
             "Cancel run",
             key=f"home_cancel_{job.name}",
             on_click=actions.notify,
-            args=("home_notice", lambda: actions.cancel(active.id)),
+            args=(PAGE_NOTE, lambda: actions.cancel(active.id)),
         )
 
 
@@ -176,7 +194,21 @@ def last_runs(job: JobLive) -> None:
         )
         if ended.error_message:
             st.caption(f"{ended.error_type}: {ended.error_message}")
-    st.dataframe(recent_rows(job.recent), hide_index=True, width="stretch")
+    st.dataframe(
+        recent_rows(job.recent), hide_index=True, width="stretch", column_config=RECENT_COLUMNS
+    )
+
+
+# Fixed widths, so the recent-runs tables of every card line up column for column.
+RECENT_COLUMNS = {
+    "Run": st.column_config.TextColumn(width=65),
+    "Status": st.column_config.TextColumn(width=85),
+    "Trigger": st.column_config.TextColumn(width=75),
+    "Created": st.column_config.TextColumn(width=105),
+    "Duration": st.column_config.TextColumn(width=75),
+    "Records": st.column_config.TextColumn(width=85, alignment="right"),
+    "Error": st.column_config.TextColumn(width="large"),
+}
 
 
 def recent_rows(runs: list[RunRow]) -> list[dict[str, object]]:
@@ -186,9 +218,9 @@ def recent_rows(runs: list[RunRow]) -> list[dict[str, object]]:
             "Run": f"#{run.id}",
             "Status": badges.status_label(run.status),
             "Trigger": run.trigger,
-            "Created": badges.local_time(run.created_at),
+            "Created": badges.local_time(run.created_at, "%m-%d %H:%M"),  # fits a narrow card
             "Duration": format_duration(run.duration),
-            "Records": run.offset,
+            "Records": f"{run.offset:,}",
             "Error": run.error_message or "",
         }
         for run in runs
@@ -198,9 +230,9 @@ def recent_rows(runs: list[RunRow]) -> list[dict[str, object]]:
 def job_panel(job: JobLive) -> None:
     """Everything about one job."""
     with st.container(border=True):
-        title, badge = st.columns([4, 1])
+        title, badge = st.columns([4, 1], vertical_alignment="center")
         title.subheader(job.title or job.name)
-        with badge:
+        with badge.container(horizontal_alignment="right"):  # at the card's right edge
             badges.status_badge(job_state(job))
         job_actions(job)
         if job.active:
@@ -213,14 +245,12 @@ def job_panel(job: JobLive) -> None:
 
 with database_guard():
     jobs = reads.overview(get_settings().database_url)
-actions.show_notice("home_notice")
-if flash := st.session_state.pop("home_flash", None):
-    st.success(flash)
-watch_for_toasts(jobs)
 names = [job.name for job in jobs]
 if (gone := st.session_state.get("home_dialog")) and gone not in names:
     close_dialog()  # removed while its Run now dialog was open
-    st.warning(f"Job '{gone}' no longer exists; nothing was started.")
+    notices.say(PAGE_NOTE, "warning", f"Job '{gone}' no longer exists; nothing was started.")
+notices.show(PAGE_NOTE)
+watch_for_toasts(jobs)
 chosen = st.sidebar.selectbox("Job", ["All jobs", *names], key="home_job")
 if not jobs:
     st.info("No jobs are configured yet.")

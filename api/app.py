@@ -107,6 +107,9 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     """One sentence naming each invalid parameter and what is wrong with it."""
     parts = []
     for error in errors:
+        if error.get("type") == "json_invalid":  # loc holds the character position, not a field
+            parts.append(_bad_json(error))
+            continue
         loc = [str(part) for part in error.get("loc", ())]
         # loc is e.g. ("query", "status", 0): the parameter is its second part
         where, name = (loc[0], loc[1]) if len(loc) > 1 else ("request", "".join(loc))
@@ -115,6 +118,16 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
         )
         parts.append(f"Invalid {where} '{name or 'body'}': {error.get('msg', 'invalid')}.")
     return " ".join(parts)
+
+
+def _bad_json(error: dict[str, Any]) -> str:
+    """The body is not JSON: say so, and where it went wrong."""
+    loc = error.get("loc", ())
+    position = loc[1] if len(loc) > 1 else "?"
+    reason = error.get("ctx", {}).get("error", "")
+    return (
+        f"The request body is not valid JSON: {reason or 'decode error'} at character {position}."
+    )
 
 
 SHUTDOWN_GRACE_S = 3

@@ -37,6 +37,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from api.params import known_jobs
 from db.engine import get_engine
 from db.models import JOB_NAME_MAX, LEVELS, MAX_ID, EventKind
 from db.queries import EVENT_CHANNEL, EventRow, last_event_id, list_events, read_session, run_jobs
@@ -539,6 +540,7 @@ async def realtime(
     """Every run state change (`event: run`) and log line (`event: log`); `id:` is the event id."""
     wanted = parse_filter(job, run, min_level, channels)
     since = parse_last_event_id(last_event_id_header, last_event_id)
+    await run_in_threadpool(known_jobs, _engine(request), wanted.jobs)
     hub = get_hub(_engine(request))
     subscriber = Subscriber(hub=hub, loop=asyncio.get_running_loop(), filter=wanted)
     await run_in_threadpool(hub.register, subscriber)

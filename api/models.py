@@ -177,6 +177,10 @@ class Health(BaseModel):
         default=None, description="When and of what the worker thread last died (UTC)."
     )
     pending: int | None
+    problem: str | None = Field(
+        default=None,
+        description="Why the database is unusable, when the answer alone does not say.",
+    )
 
 
 class ErrorBody(BaseModel):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Literal
 
+import sqlalchemy as sa
 from fastapi import Depends, Path, Query, Request
 
 from api.models import NO_NUL, JobName
 from db.models import MAX_ID, RunStatus, Trigger
-from db.queries import SORT_KEYS, RunFilters, RunSort
+from db.queries import SORT_KEYS, RunFilters, RunSort, get_job, read_session
+from reports import dates
 from reports.dates import as_utc, range_end
 
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Id of the run.")]
@@ -59,8 +62,9 @@ def run_filters(
 ) -> RunFilters:
     """The history filters shared by /api/etl/logs and the exports."""
     start, end = _utc("since", since), _until(request, until)
-    if start and end and start > end:
-        raise BadParameter("until", "'until' must not be before 'since'.")
+    if problem := dates.reversed_range(start, end):
+        raise BadParameter("until", problem)
+    known_jobs(request.app.state.engine, job or ())
     return RunFilters(
         statuses=tuple(status or ()),
         jobs=tuple(job or ()),
@@ -69,6 +73,16 @@ def run_filters(
         until=end,
         error_text=error_text,
     )
+
+
+def known_jobs(engine: sa.Engine, names: Iterable[str]) -> None:
+    """NotFound (404) for a job name no job has: one rule for /status, the history, exports and feed."""
+    names = set(names)
+    if not names:
+        return
+    with read_session(engine) as session:
+        for name in sorted(names):
+            get_job(session=session, name=name)
 
 
 Filters = Annotated[RunFilters, Depends(run_filters)]

@@ -24,6 +24,7 @@ from api.models import (
 )
 from api.params import Filters, RunId, Sort
 from api.status import estimated_duration, etl_status
+from db.engine import file_problem
 from db.models import MAX_ID, RunStatus
 from db.queries import (
     RunFilters,
@@ -166,6 +167,11 @@ def health(request: Request) -> Any:
     except (sa.exc.OperationalError, sa.exc.InterfaceError):
         down = Health(status="unavailable", database=False, pending=None, **about_worker)
         return JSONResponse(down.model_dump(), status_code=503)
+    if problem := file_problem(engine_of(request)):
+        split = Health(
+            status="unavailable", database=False, worker=alive, pending=None, problem=problem
+        )
+        return JSONResponse(split.model_dump(), status_code=503)
     ok = worker is None or alive
     return Health(status="ok" if ok else "degraded", database=True, pending=pending, **about_worker)
 

@@ -37,14 +37,25 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names, or None (another database, or SQLite in memory)."""
+    parsed = sa.make_url(normalise_url(url))
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database).resolve()
+
+
 def _sqlite_engine(url: str) -> sa.Engine:
-    database = sa.make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if path is not None and engine not in _files:
+            _files[engine] = (path, _identity(path))  # the file this engine's connections opened
         # Let SQLAlchemy's "begin" hook below own transaction starts.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -125,6 +136,36 @@ class ReadConnections:
 
 
 _readers: weakref.WeakKeyDictionary[sa.Engine, ReadConnections] = weakref.WeakKeyDictionary()
+# The SQLite file each engine opened first, and its identity (device, inode) at that moment.
+_files: weakref.WeakKeyDictionary[sa.Engine, tuple[Path, tuple[int, int] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def file_problem(engine: sa.Engine) -> str | None:
+    """Why `engine`'s SQLite file is no longer the one at its path (moved, deleted, replaced), or None.
+
+    Open connections keep using a moved or deleted file, so without this check the app and API
+    would go on writing where no other process (the CLI, a restarted app) ever reads.
+    """
+    opened = _files.get(engine)
+    if opened is None:
+        return None
+    path, identity = opened
+    now = _identity(path)
+    if now == identity:
+        return None
+    if now is None:
+        return f"The database file {path} has been moved or deleted since Runwatch opened it."
+    return f"The database file {path} has been replaced by another file since Runwatch opened it."
 
 
 def read_connections(engine: sa.Engine) -> ReadConnections:

@@ -17,7 +17,7 @@ from typing import Any
 import pydantic
 import sqlalchemy as sa
 
-from db.engine import get_engine
+from db.engine import get_engine, sqlite_file
 from db.migrate import init_db
 from db.models import MAX_ID, TERMINAL_STATUSES, Run, RunRow, RunStatus, Trigger
 from db.queries import (
@@ -27,6 +27,7 @@ from db.queries import (
     RunwatchError,
     iter_runs,
     job_throughputs,
+    list_events,
     list_jobs,
     list_runs,
     read_session,
@@ -34,7 +35,7 @@ from db.queries import (
 from db.settings import get_settings
 from etl import commands
 from etl.commands import EXIT_USAGE
-from etl.jobs import JobError
+from etl.jobs import JOB_KINDS, JobError
 from etl.progress import ProgressBar
 from etl.runner import Runner
 from etl.worker import Worker, make_worker_id
@@ -59,6 +60,9 @@ def cmd_jobs(args: argparse.Namespace, engine: sa.Engine) -> int:
         for job in list_jobs(session=session):
             state = "" if job.enabled else "  (disabled)"
             print(f"{job.name:<20} {job.kind:<12} {job.schedule or '-':<15} {job.params}{state}")
+            kind = JOB_KINDS.get(job.kind)
+            for param in kind.parameters if kind else ():
+                print(f"    {param.describe()}")
     return EXIT_OK
 
 
@@ -196,7 +200,18 @@ def execute_here(engine: sa.Engine, run: Run) -> int:
         ended = runner.execute(run)
     bar.close(ended.status)
     print(outcome(ended), file=sys.stderr)
+    for warning in run_warnings(engine, run.id):
+        print(f"runwatch: warning: {warning}", file=sys.stderr)
     return EXIT_OK if ended.status == RunStatus.FINISHED else EXIT_FAILED
+
+
+def run_warnings(engine: sa.Engine, run_id: int, limit: int = 20) -> list[str]:
+    """The run's WARNING log lines, oldest first (an empty file, say), as the Logs page shows them."""
+    with read_session(engine) as session:
+        lines = list_events(
+            session=session, run_id=run_id, min_level="WARNING", limit=limit, with_data=False
+        )
+    return [line.message for line in lines if line.level == "WARNING"]
 
 
 def outcome(run: Run) -> str:
@@ -256,6 +271,8 @@ def _cancel_quietly(engine: sa.Engine, run_id: int) -> None:
 
 def cmd_runs(args: argparse.Namespace, engine: sa.Engine) -> int:
     """List the run history as a table, or export it as CSV or JSON."""
+    if problem := dates.reversed_range(args.since, args.until):
+        raise RunwatchError(problem)  # as the API's 422, rather than an empty table
     filters = RunFilters(
         statuses=tuple(args.status or ()),
         jobs=tuple(args.job or ()),
@@ -494,10 +511,26 @@ def _add_seed_command(commands: Any) -> None:
     seed.set_defaults(handler=cmd_seed_history)
 
 
+def refuse_new_database(url: str) -> None:
+    """RunwatchError when `url` names a SQLite file that does not exist: only init-db creates one.
+
+    Otherwise a moved or deleted file would silently give this command a new, empty database
+    while the app and the API keep the old one open.
+    """
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        raise RunwatchError(
+            f"No database at {path}. Create it with `runwatch init-db` (make run does), or point "
+            "RUNWATCH_DATABASE_URL at the database you mean."
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; exit codes: 0 ok, 1 run failed, 2 bad usage or input, 3 job already active."""
     try:
         args = build_parser().parse_args(argv)
+        if args.handler is not cmd_init_db:
+            refuse_new_database(get_settings().database_url)
         engine = get_engine()
         init_db(engine)
         handler: Command = args.handler

@@ -35,6 +35,7 @@ class JobProfile:
     rate: tuple[float, float]  # records per second
     errors: tuple[tuple[str, str], ...]
     params: dict[str, Any] = field(default_factory=dict)
+    schedule: str | None = None  # most seeded runs have trigger `schedule`: their job says when
 
 
 _INTERRUPTED = ("interrupted", "No heartbeat since {ts} UTC; worker gone.")
@@ -45,6 +46,7 @@ _DB_DOWN = (
 PROFILES = (
     JobProfile(
         name="demo",
+        schedule="*/30 * * * *",
         kind="demo",
         title="Demo catalogue",
         share=0.30,
@@ -54,6 +56,7 @@ PROFILES = (
     ),
     JobProfile(
         name="csv_import",
+        schedule="15 2 * * *",
         kind="csv_import",
         title="CSV import",
         share=0.25,
@@ -71,6 +74,7 @@ PROFILES = (
     ),
     JobProfile(
         name="catalogue_nightly",
+        schedule="0 2 * * *",
         kind="demo",
         title="Nightly catalogue sync",
         share=0.25,
@@ -81,6 +85,7 @@ PROFILES = (
     ),
     JobProfile(
         name="subjects_hourly",
+        schedule="0 * * * *",
         kind="demo",
         title="Hourly subject refresh",
         share=0.20,
@@ -101,13 +106,17 @@ _STATUSES = ((RunStatus.FINISHED, 0.85), (RunStatus.FAILED, 0.10), (RunStatus.CA
 
 
 def ensure_seed_jobs(engine: sa.Engine) -> None:
-    """Configure the seeded jobs that do not exist yet, so their runs can be retried."""
+    """Configure the missing seeded jobs (so their runs can be retried); schedule those without one."""
     with write_session(engine) as session:
         for profile in PROFILES:
-            if session.get(Job, profile.name) is None:
+            job = session.get(Job, profile.name)
+            if job is None:
                 job = Job(name=profile.name, title=profile.title, kind=profile.kind)
                 job.params = dict(profile.params)
-                save_job(session=session, job=job)
+            elif job.schedule is not None:
+                continue  # a schedule someone configured stays
+            job.schedule = profile.schedule
+            save_job(session=session, job=job)
 
 
 def seed_history(

@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from db.models import MAX_ID
+from db.queries import RunFilters
 from ui import app, export, filters, history
 
 st.set_page_config(page_title="History · Runwatch", page_icon="⏱", layout="wide")
@@ -18,13 +20,13 @@ with app.database_guard():
         st.warning(problem)
     found, page = history.load_page(engine, view)
     st.session_state.history_page = page
-    selected = history.runs_table(found.runs)
+    selected = None
     if not found.total:
-        st.info(
-            "No runs match these filters — clear some of them, or start a run from the Home page."
-        )
-    history.pager(found.total, view.page_size)
-    export.download_buttons(engine, view.filters(), view.sort, found.total)
+        history.empty_state(filtered=view.filters() != RunFilters())
+    else:
+        selected = history.runs_table(found.runs)
+        history.pager(found.total, view.page_size)
+        export.download_buttons(engine, view.filters(), view.sort, found.total)
     st.divider()
     st.subheader("Run details")
     if selected is not None and selected != st.session_state.get("history_selected"):
@@ -33,6 +35,7 @@ with app.database_guard():
     st.number_input(
         "Run number",
         min_value=1,
+        max_value=MAX_ID,
         step=1,
         value=None,
         key="history_run",

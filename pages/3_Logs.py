@@ -86,8 +86,13 @@ with database_guard():
     lines = read_new_lines(scope, follow)
     download(scope[1])
 if lines:
-    st.caption(f"Showing the newest {len(lines)} matching lines (at most {reads.LOG_WINDOW}).")
+    count = f"{len(lines):,} matching line" + ("" if len(lines) == 1 else "s")
+    st.caption(f"Showing the newest {count} (at most {reads.LOG_WINDOW}).")
     show(lines, order == "Newest first")
+elif scope[3]:
+    st.info(f"No log line matches “{scope[3]}” — change the search or the filters.")
+elif scope[0] or scope[1] or scope[2] != LEVELS[1]:
+    st.info("No log lines match these filters — choose another job, run or level.")
 else:
     st.info("No log lines yet — start a run on the Live page (Run now).")
 active = any(job.active for job in jobs)

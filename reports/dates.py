@@ -31,3 +31,10 @@ def parse_moment(text: str, *, day_end: bool = False) -> datetime:
         return as_utc(range_end(moment, text) if day_end else moment)
     except OverflowError as error:
         raise ValueError(f"{text!r} is outside the supported date range") from error
+
+
+def reversed_range(since: datetime | None, until: datetime | None) -> str | None:
+    """Why a since/until range selects nothing because it ends before it starts, or None."""
+    if since and until and since > until:
+        return "'until' must not be before 'since'."
+    return None

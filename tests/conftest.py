@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -108,6 +109,13 @@ def api_url(engine: sa.Engine, settings: Settings) -> Iterator[str]:
 
     with running_api(settings.database_url, settings=settings) as url:
         yield url
+
+
+@pytest.fixture
+def client(api_url: str) -> Iterator[httpx.Client]:
+    """An HTTP client of the test's API server."""
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        yield http
 
 
 @pytest.fixture

@@ -73,13 +73,6 @@ def seed(engine: sa.Engine, count: int = 24) -> list[int]:
     return ids
 
 
-@pytest.fixture
-def client(api_url: str) -> httpx.Client:
-    """An HTTP client of the test's API server."""
-    with httpx.Client(base_url=api_url, timeout=30) as http:
-        yield http
-
-
 # ---------------------------------------------------------------- health and status
 
 
@@ -94,6 +87,7 @@ def test_health_reports_database_and_pending_count(client: httpx.Client, engine:
         "worker_restarts": None,
         "worker_last_death": None,
         "pending": 1,
+        "problem": None,
     }
 
 
@@ -208,6 +202,9 @@ def test_trigger_of_an_unknown_job_is_404(client: httpx.Client) -> None:
         ({"job": "demo", "params": {"total": "lots"}}, "total"),
         ({"job": "demo", "params": {"colour": 1}}, "colour"),
         ({"job": "demo", "params": {"batch_size": 0}}, "batch_size"),
+        ({"job": "demo", "params": {"total": 99999999999999999999999}}, "at most 2,147,483,647"),
+        ({"job": "demo", "params": {"total": 10.5}}, "'total' must be a whole number"),
+        ({"job": "demo", "params": {"seed": True}}, "'seed' must be a whole number"),
         ('{"job": "demo", "params": {"total": 1e999}}', "total"),
         ({"job": "demo", "params": []}, "params"),
         ({"job": "demo", "extra": 1}, "extra"),

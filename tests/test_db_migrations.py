@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from db.engine import WRITE_OPTION, make_engine
-from db.migrate import alembic_config, upgrade
+from db.migrate import alembic_config, head_revision, is_current, upgrade
 from db.models import UTCDateTime, run_duration, utcnow
 
 START = utcnow().replace(microsecond=123456) - timedelta(days=2)
@@ -144,3 +144,15 @@ def test_0006_adds_the_claim_token_and_downgrades_keeping_the_indexes(
         command.downgrade(config, "0004")
     assert "claim_token" not in {c["name"] for c in sa.inspect(engine_0003).get_columns("run")}
     assert "ix_run_day_status" in _index_names(engine_0003)
+
+
+def test_head_read_from_file_names_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def test_is_current_only_at_head(engine_0003: sa.Engine) -> None:
+    assert not is_current(engine_0003)
+    upgrade(engine_0003)
+    assert is_current(engine_0003)

@@ -168,6 +168,9 @@ def test_job_with_an_active_run_exits_3(
         (["run", "demo", "-p", "nokey"], "expected key=value"),
         (["run", "demo", "-p", "bogus=1"], "Unknown demo parameter(s): bogus"),
         (["run", "demo", "-p", "total=many"], "'total' must be a whole number"),
+        (["run", "demo", "-p", "total=99999999999999999999999"], "must be at most 2,147,483,647"),
+        (["run", "demo", "--detach", "-p", "total=10.5"], "'total' must be a whole number"),
+        (["run", "demo", "-p", "delay_ms=99999999999"], "'delay_ms' must be at most"),
         (["runs", "--since", "last tuesday"], "expected an ISO date or datetime"),
         (["runs", "--until", "2026-13-01"], "expected an ISO date or datetime"),
         (["runs", "--until", "9999-12-31"], "expected an ISO date or datetime"),
@@ -193,6 +196,8 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+    if argv[:1] == ["run"] and any("=" in arg for arg in argv):  # a refused parameter: one line
+        assert err.count("\n") == 1
     with read_session(engine) as session:
         assert count_runs(session=session) == 0  # refused before any run was created
         assert [job.name for job in list_jobs(session=session)] == ["csv_import", "demo"]

@@ -42,3 +42,12 @@ def test_add_job_refuses_to_overwrite_unless_asked(
     assert main(["add-job", "nightly", "--kind", "demo", "-p", "total=7", "--replace"]) == 0
     with read_session(engine) as session:
         assert get_job(session=session, name="nightly").params["total"] == 7
+
+
+def test_jobs_lists_each_jobs_parameters_with_type_default_and_required(
+    engine: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["jobs"]) == 0
+    out = capsys.readouterr().out
+    assert "    path (text, required): a CSV file or a glob" in out
+    assert "    total (whole number, default 10000): subjects to generate and load" in out

@@ -73,8 +73,11 @@ def shown_ids(at: AppTest) -> list[int]:
 
 def test_history_empty_database_says_what_to_do(engine: sa.Engine, no_worker: None) -> None:
     at = history()
+    assert "No runs yet. Start one with **Run now**" in texts(at)
+    assert "of 0" not in texts(at)  # no empty grid, pager or downloads
+    assert not at.dataframe and not at.get("download_button")
+    at.multiselect(key="history_status").set_value(["failed"]).run()
     assert "No runs match these filters" in texts(at)
-    assert "of 0" in texts(at)
 
 
 def test_history_shows_newest_first_with_total(seeded: list[int]) -> None:
@@ -120,7 +123,7 @@ def test_sort_by_records_ascending(seeded: list[int]) -> None:
     at.selectbox(key="history_sort").set_value("records").run()
     at.selectbox(key="history_dir").set_value("asc").run()
     assert shown_ids(at) == [seeded[1], seeded[2], seeded[0]]
-    assert at.query_params["sort"] == "records" and at.query_params["dir"] == "asc"
+    assert at.query_params["sort"] == "records" and at.query_params["order"] == "asc"
 
 
 def test_pagination_pages_through_the_whole_set(engine: sa.Engine, no_worker: None) -> None:
@@ -143,7 +146,7 @@ def test_query_params_restore_the_view(seeded: list[int]) -> None:
     assert at.selectbox(key="history_sort").value == "records"
     assert at.selectbox(key="history_page_size").value == 25
     assert shown_ids(at)[-1] == seeded[0]  # 300 records: the largest, last
-    assert at.query_params["size"] == "25"
+    assert at.query_params["limit"] == "25" and "size" not in at.query_params  # the API's name
 
 
 def test_bad_query_params_warn_and_fall_back_to_defaults(seeded: list[int]) -> None:
@@ -154,6 +157,38 @@ def test_bad_query_params_warn_and_fall_back_to_defaults(seeded: list[int]) -> N
         assert bad in warnings
     assert shown_ids(at) == seeded[::-1]
     assert "status" not in at.query_params and "sort" not in at.query_params
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ({"page": "99999999999999999999999999"}, "Ignored the page '9999"),
+        ({"run": "99999999999999999999999"}, "Ignored the run '9999"),
+        ({"run": "٣"}, "Ignored the run '٣'"),
+        ({"colour": "red"}, "Ignored the unknown parameter 'colour'"),
+    ],
+)
+def test_out_of_range_or_unknown_url_values_warn_and_use_the_default(
+    seeded: list[int], query: dict[str, str], said: str
+) -> None:
+    at = history(query)
+    assert said in "\n".join(w.value for w in at.warning)
+    assert shown_ids(at) == seeded[::-1]
+    assert at.number_input(key="history_run").value is None
+    assert dict(at.query_params) == {}  # the link is rewritten without what was ignored
+
+
+def test_links_take_the_cli_and_api_names_and_the_old_ones(
+    seeded: list[int], engine: sa.Engine
+) -> None:
+    old = utcnow() - timedelta(days=10)
+    with write_session(engine) as session:
+        old_id = make_run(session, started_at=old).id
+    day = old.date().isoformat()
+    for query in ({"since": day, "until": day}, {"from": day, "to": day}):
+        at = history({**query, "order": "asc"})
+        assert shown_ids(at) == [old_id] and not at.warning
+        assert dict(at.query_params) == {"since": day, "until": day, "order": "asc"}
 
 
 def test_a_page_past_the_end_shows_the_last_page(seeded: list[int]) -> None:

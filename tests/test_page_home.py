@@ -77,6 +77,25 @@ def test_invalid_parameters_get_a_clear_message(engine: sa.Engine, no_worker: No
     assert runs_of(engine) == []
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ('{"total": 99999999999999999999999}', "'total' must be at most 2,147,483,647"),
+        ('{"total": 10.5}', "'total' must be a whole number, not 10.5"),
+    ],
+)
+def test_numbers_the_database_cannot_store_are_refused_in_the_dialog(
+    engine: sa.Engine, no_worker: None, params: str, message: str
+) -> None:
+    at = home()
+    at.button(key="home_run_demo").click().run()
+    at.text_area(key="home_params_demo").set_value(params)
+    at.button(key="home_confirm").click().run()
+    assert not at.exception
+    assert message in [error.value for error in at.error][0]
+    assert runs_of(engine) == []
+
+
 def test_cancel_run_cancels_and_audits(engine: sa.Engine, no_worker: None) -> None:
     with write_session(engine) as session:
         run = make_run(session, status=RunStatus.PENDING, ended_at=None, offset=0)
@@ -187,3 +206,47 @@ def test_a_restarted_worker_thread_shows_a_banner(engine: sa.Engine) -> None:
     assert "SystemExit: job called sys.exit(3)" in texts(at)
     with read_session(engine) as session:
         assert get_run(session=session, run_id=run.id or 0, fresh=True).error_type == "SystemExit"
+
+
+def test_refused_run_now_warning_stays_through_refreshes_until_dismissed(
+    engine: sa.Engine, no_worker: None
+) -> None:
+    with write_session(engine) as session:
+        active = make_run(session, status=RunStatus.PENDING, ended_at=None, offset=0)
+    at = home()
+    at.button(key="home_run_demo").click().run()
+    at.run()  # the 2 s auto-refresh while a run is active
+    at.run()
+    assert not at.exception
+    assert f"a run is already active (#{active.id})" in texts(at)
+    at.button(key="home_note_dismiss").click().run()
+    assert "already active" not in texts(at)
+
+
+def test_dialog_error_stays_through_refreshes_until_the_next_confirm(
+    engine: sa.Engine, no_worker: None
+) -> None:
+    with write_session(engine) as session:
+        make_run(session, status=RunStatus.RUNNING, ended_at=None, offset=0)  # refresh every 2 s
+    at = home()
+    at.button(key="home_run_csv_import").click().run()
+    at.text_area(key="home_params_csv_import").set_value("{}")
+    at.button(key="home_confirm").click().run()
+    at.run()
+    at.run()
+    assert not at.exception
+    assert "Parameter 'path' is required" in texts(at)
+    at.text_area(key="home_params_csv_import").set_value('{"path": "x.csv"}')
+    at.button(key="home_confirm").click().run()
+    assert "Parameter 'path' is required" not in texts(at)
+    assert "Parameter 'table' is required" in texts(at)
+
+
+def test_run_now_dialog_says_which_parameters_are_required(
+    engine: sa.Engine, no_worker: None
+) -> None:
+    at = home()
+    at.button(key="home_run_csv_import").click().run()
+    assert not at.exception
+    assert "- `path` (text, **required**): a CSV file or a glob" in texts(at)
+    assert "- `on_error` (reject | fail, default reject)" in texts(at)

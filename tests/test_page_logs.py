@@ -123,3 +123,15 @@ def test_log_lines_are_the_events_without_their_data(engine: sa.Engine, run_id: 
     assert [line[:-1] for line in lines] == [event[:-1] for event in events]
     assert all(line.data is None for line in lines)
     assert lines[0].message == "error line" and lines[0].run_id == run_id
+
+
+def test_a_search_without_matches_says_nothing_matched(
+    engine: sa.Engine, no_worker: None, run_id: int
+) -> None:
+    at = logs_page()
+    at.text_input(key="logs_text").set_value("warn").run()
+    assert "Showing the newest 1 matching line (" in "\n".join(c.value for c in at.caption)
+    at.text_input(key="logs_text").set_value("no such words").run()
+    assert not at.exception
+    assert at.info[0].value.startswith("No log line matches “no such words”")
+    assert "start a run" not in at.info[0].value

@@ -38,7 +38,7 @@ def test_statistics_cards_match_hand_computed_values(
 def test_highlights_list_failed_and_slow_runs(
     engine: sa.Engine, no_worker: None, history: list[int]
 ) -> None:
-    table = statistics().dataframe[0].value
+    table = statistics().table[0].value
     assert table["Run"].tolist() == [history[i - 1] for i in (9, 8, 11, 4, 3)]
     assert table["Why"].tolist()[0] == "slower than demo's p90 (76.0 s)"
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-import streamlit as st
 
 from db.models import RunStatus
 from db.queries import RunFilters, RunSort, RunwatchError
@@ -15,29 +14,24 @@ from db.settings import get_settings
 from etl import commands
 from etl.commands import Caller, Source
 from reports.export import Format
+from ui import notices
 from ui.app import engine
 from ui.reads import overview
 
 
 def notify(key: str, action: Callable[[], str]) -> None:
-    """Run `action` from a button's callback and keep what it says, or why it was refused, under `key`.
+    """Run `action` from a button's callback and keep what it says, or why it was refused, under
+    `key` (ui.notices: until dismissed or the next action).
 
     Callbacks run before the page is drawn again, so the command layer decides even when the run
     changed since the page was drawn (and its button is gone from the new page).
     """
     try:
-        st.session_state[key] = ("success", action())
+        notices.say(key, "success", action())
     except RunwatchError as error:
-        st.session_state[key] = ("warning", str(error))
+        notices.say(key, "warning", str(error))
     except (sa.exc.OperationalError, sa.exc.InterfaceError):
-        st.session_state[key] = ("error", "The database cannot be reached; nothing was changed.")
-
-
-def show_notice(key: str) -> None:
-    """Show the message a callback kept under `key`, once."""
-    if notice := st.session_state.pop(key, None):
-        kind, text = notice
-        (st.success if kind == "success" else st.warning if kind == "warning" else st.error)(text)
+        notices.say(key, "error", "The database cannot be reached; nothing was changed.")
 
 
 def caller() -> Caller:

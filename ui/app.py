@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 import streamlit as st
 
-from db.engine import get_engine
+from db.engine import file_problem, get_engine
 from db.migrate import init_db
 from db.queries import list_jobs, read_session
 from db.settings import get_settings
@@ -73,17 +73,31 @@ def worker_banner() -> None:
         )
 
 
+def file_moved() -> None:
+    """Stop the page with a banner when the SQLite file the app opened was moved, deleted or replaced."""
+    problem = file_problem(_ready_engine(get_settings().database_url))
+    if problem is None:
+        return
+    st.error(
+        f"{problem} Runwatch would go on writing to the old file, which nothing else reads: "
+        "put the file back, or restart the app to open the database now at that path.",
+        icon=":material/error:",
+    )
+    st.stop()
+
+
 @contextmanager
 def database_guard() -> Iterator[None]:
     """Show a banner instead of a traceback when the database cannot be reached, and stop the page."""
     try:
+        file_moved()
         yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
         _ready_engine.clear()
         st.error(
             "The database cannot be reached right now. Runwatch keeps trying; this page "
             "recovers by itself when the database is back.",
-            icon="🔌",
+            icon=":material/cloud_off:",  # an emoji the browser's fonts lack draws an empty box
         )
         first_line = (str(error.orig).splitlines() or [""])[0][:300]  # some drivers say nothing
         st.caption(f"Details: {type(error.orig).__name__}: {first_line}")

@@ -36,6 +36,14 @@ def status_badge(status: str) -> None:
     st.badge(label, color=colour, icon=icon or None)  # type: ignore[arg-type]
 
 
+def metrics_row(cells: Sequence[tuple[str, str, str | None]]) -> None:
+    """Metrics (label, value, help) side by side, each as wide as its value, wrapping to a new line
+    rather than cutting a value off in a narrow window."""
+    with st.container(horizontal=True, gap="large"):
+        for label, value, help_text in cells:
+            st.metric(label, value, help=help_text, width="content")
+
+
 def badge_markdown(status: str) -> str:
     """The badge as inline Markdown, for captions and table cells."""
     colour, label, _ = _BADGES.get(status, ("gray", status.title(), ""))

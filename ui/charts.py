@@ -13,6 +13,8 @@ STATUS_COLOURS = alt.Scale(
     domain=["finished", "failed", "cancelled"], range=["#2e7d32", "#c62828", "#ef6c00"]
 )
 HEIGHT = 260
+# One date format on every axis (Vega-Lite would mix "Wed 25", "Nov 29" and "December").
+DAY_AXIS = alt.Axis(format="%d %b", labelOverlap=True)
 
 
 def points_frame(points: Sequence[RunPoint]) -> pd.DataFrame:
@@ -48,7 +50,7 @@ def duration_chart(points: Sequence[RunPoint], durations: Percentiles) -> alt.La
         alt.Chart(points_frame(points))
         .mark_circle(size=40, opacity=0.7)
         .encode(
-            x=alt.X("started:T", title="Started"),
+            x=alt.X("started:T", title="Started", axis=DAY_AXIS),
             y=alt.Y("duration_s:Q", title="Duration (s)"),
             color=alt.Color("status:N", scale=STATUS_COLOURS, title="Status"),
             tooltip=["run", "job", "status", "started:T", "duration_s", "records"],
@@ -63,12 +65,15 @@ def duration_chart(points: Sequence[RunPoint], durations: Percentiles) -> alt.La
         columns=["label", "value"],
     )
     rules = alt.Chart(lines).mark_rule(strokeDash=[6, 4], color="#555").encode(y="value:Q")
-    labels = (
-        alt.Chart(lines)
-        .mark_text(align="left", dx=4, dy=-6, color="#555")
-        .encode(y="value:Q", text="label:N", x=alt.value(0))
+    # The labels sit at the right edge on a white halo, drawn after the points, so none hides them.
+    halo = alt.Chart(lines).mark_text(
+        align="right", dx=-2, dy=-7, stroke="white", strokeWidth=4, fontWeight="bold"
     )
-    return alt.LayerChart(layer=[dots, rules, labels], height=HEIGHT)
+    text = alt.Chart(lines).mark_text(align="right", dx=-2, dy=-7, color="#333", fontWeight="bold")
+    labels = [
+        layer.encode(y="value:Q", text="label:N", x=alt.value("width")) for layer in (halo, text)
+    ]
+    return alt.LayerChart(layer=[dots, rules, *labels], height=HEIGHT)
 
 
 def success_chart(days: Sequence[DayStats]) -> alt.Chart:
@@ -77,7 +82,7 @@ def success_chart(days: Sequence[DayStats]) -> alt.Chart:
         alt.Chart(days_frame(days))
         .mark_area(opacity=0.5, line=True, point=True)
         .encode(
-            x=alt.X("day:T", title="Day (UTC)"),
+            x=alt.X("day:T", title="Day (UTC)", axis=DAY_AXIS),
             y=alt.Y("success_pct:Q", title="Success rate (%)", scale=alt.Scale(domain=[0, 100])),
             tooltip=["day:T", "runs", alt.Tooltip("success_pct:Q", format=".1f")],
         )
@@ -90,9 +95,9 @@ def records_chart(days: Sequence[DayStats]) -> alt.Chart:
     """Records loaded per day (bars)."""
     chart: alt.Chart = (
         alt.Chart(days_frame(days))
-        .mark_bar()
+        .mark_bar(width={"band": 0.8})  # a day's band, not a hairline
         .encode(
-            x=alt.X("day:T", title="Day (UTC)"),
+            x=alt.X("day:T", title="Day (UTC)", axis=DAY_AXIS, timeUnit="utcyearmonthdate"),
             y=alt.Y("records:Q", title="Records"),
             tooltip=["day:T", "records", "runs"],
         )
@@ -107,7 +112,7 @@ def throughput_chart(days: Sequence[DayStats]) -> alt.Chart:
         alt.Chart(days_frame(days))
         .mark_line(point=True)
         .encode(
-            x=alt.X("day:T", title="Day (UTC)"),
+            x=alt.X("day:T", title="Day (UTC)", axis=DAY_AXIS),
             y=alt.Y("throughput:Q", title="Records / s"),
             tooltip=["day:T", alt.Tooltip("throughput:Q", format=",.1f")],
         )

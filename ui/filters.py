@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from db.models import RunStatus, Trigger
+from db.models import MAX_ID, RunStatus, Trigger
 from db.queries import SORT_KEYS, RunFilters, RunSort
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -23,6 +23,11 @@ SORT_LABELS = {
     "records": "Records",
 }
 ORDER_LABELS = {"desc": "Newest / largest first", "asc": "Oldest / smallest first"}
+MAX_PAGE = 1_000_000  # as the API's /api/etl/logs
+# The link uses the CLI's and the API's names; the names older links used still work.
+OLD_NAMES = {"from": "since", "to": "until", "q": "error_text", "dir": "order", "size": "limit"}
+NAMES: tuple[str, ...] = ("status", "job", "trigger", "since", "until", "error_text", "sort")
+NAMES += ("order", "page", "limit", "run")
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,21 @@ class HistoryView:
         )
 
 
-def _first(value: str | list[str]) -> str:
-    return value[-1] if isinstance(value, list) else value
+def _joined(value: str | list[str]) -> str:
+    """A repeated parameter (the API's style) as one comma-separated value (the link's style)."""
+    return ",".join(value) if isinstance(value, list) else value
+
+
+def _named(params: Mapping[str, str | list[str]], warnings: list[str]) -> dict[str, str]:
+    """The parameters under their current names; a warning for each name not understood."""
+    raw: dict[str, str] = {}
+    for key, value in params.items():
+        name = OLD_NAMES.get(key, key)
+        if name not in NAMES:
+            warnings.append(f"Ignored the unknown parameter {key!r} in the link.")
+        elif name not in raw or key == name:  # the current name wins over an old one
+            raw[name] = _joined(value)
+    return raw
 
 
 def _choices(raw: str, allowed: Sequence[str], name: str, warnings: list[str]) -> tuple[str, ...]:
@@ -76,10 +94,17 @@ def _day(raw: str, name: str, warnings: list[str]) -> date | None:
         return None
 
 
-def _positive(raw: str, name: str, warnings: list[str]) -> int | None:
-    if raw.isdigit() and int(raw) >= 1:
+def _positive(raw: str, name: str, warnings: list[str], maximum: int) -> int | None:
+    if (
+        raw.isascii()
+        and raw.isdigit()
+        and len(raw) <= len(str(maximum))
+        and 1 <= int(raw) <= maximum
+    ):
         return int(raw)
-    warnings.append(f"Ignored the {name} {raw!r} in the link (expected a whole number from 1).")
+    warnings.append(
+        f"Ignored the {name} {raw[:40]!r} in the link (expected a whole number from 1 to {maximum:,})."
+    )
     return None
 
 
@@ -87,19 +112,20 @@ def parse_view(
     params: Mapping[str, str | list[str]], *, jobs: Sequence[str]
 ) -> tuple[HistoryView, list[str]]:
     """The view a URL's query parameters describe, and a warning for each value not understood."""
-    raw = {key: _first(value) for key, value in params.items()}
     warnings: list[str] = []
+    raw = _named(params, warnings)
+    page = _positive(raw["page"], "page", warnings, MAX_PAGE) if raw.get("page") else None
     view = HistoryView(
         statuses=_choices(raw.get("status", ""), STATUSES, "status", warnings),
         jobs=_choices(raw.get("job", ""), jobs, "job", warnings),
         triggers=_choices(raw.get("trigger", ""), TRIGGERS, "trigger", warnings),
-        first_day=_day(raw["from"], "from", warnings) if raw.get("from") else None,
-        last_day=_day(raw["to"], "to", warnings) if raw.get("to") else None,
-        error_text=raw.get("q", "").strip(),
+        first_day=_day(raw["since"], "since", warnings) if raw.get("since") else None,
+        last_day=_day(raw["until"], "until", warnings) if raw.get("until") else None,
+        error_text=raw.get("error_text", "").strip(),
         sort=_sort(raw, warnings),
-        page=(_positive(raw["page"], "page", warnings) if raw.get("page") else None) or 1,
-        page_size=_page_size(raw.get("size", ""), warnings),
-        run_id=_positive(raw["run"], "run", warnings) if raw.get("run") else None,
+        page=page or 1,
+        page_size=_page_size(raw.get("limit", ""), warnings),
+        run_id=_positive(raw["run"], "run", warnings, MAX_ID) if raw.get("run") else None,
     )
     if view.first_day and view.last_day and view.last_day < view.first_day:
         warnings.append("Ignored the date range in the link: it ends before it starts.")
@@ -108,7 +134,7 @@ def parse_view(
 
 
 def _sort(raw: Mapping[str, str], warnings: list[str]) -> RunSort:
-    key, order = raw.get("sort", "created_at"), raw.get("dir", "desc")
+    key, order = raw.get("sort", "created_at"), raw.get("order", "desc")
     if key not in SORT_KEYS:
         warnings.append(f"Ignored the sort {key!r} in the link (one of {', '.join(SORT_KEYS)}).")
         key = "created_at"
@@ -134,13 +160,13 @@ def view_params(view: HistoryView) -> dict[str, str]:
         "status": ",".join(view.statuses),
         "job": ",".join(view.jobs),
         "trigger": ",".join(view.triggers),
-        "from": view.first_day.isoformat() if view.first_day else "",
-        "to": view.last_day.isoformat() if view.last_day else "",
-        "q": view.error_text,
+        "since": view.first_day.isoformat() if view.first_day else "",
+        "until": view.last_day.isoformat() if view.last_day else "",
+        "error_text": view.error_text,
         "sort": "" if view.sort.key == "created_at" else view.sort.key,
-        "dir": "" if view.sort.descending else "asc",
+        "order": "" if view.sort.descending else "asc",
         "page": "" if view.page == 1 else str(view.page),
-        "size": "" if view.page_size == DEFAULT_PAGE_SIZE else str(view.page_size),
+        "limit": "" if view.page_size == DEFAULT_PAGE_SIZE else str(view.page_size),
         "run": str(view.run_id) if view.run_id else "",
     }
     return {key: value for key, value in values.items() if value}
@@ -187,7 +213,7 @@ def first_page() -> None:
 def filter_bar(jobs: Sequence[str]) -> None:
     """The filter and sort widgets; changing any of them goes back to page 1."""
     for warning in st.session_state.pop("history_warnings", []):
-        st.warning(warning, icon="⚠️")
+        st.warning(warning, icon=":material/warning:")
     top = st.columns([2, 2, 2, 1.4, 1.4])
     top[0].multiselect("Status", STATUSES, key="history_status", on_change=first_page)
     top[1].multiselect("Job", list(jobs), key="history_job", on_change=first_page)

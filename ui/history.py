@@ -20,8 +20,8 @@ from db.queries import (
     read_session,
 )
 from reports.durations import format_duration
-from ui import actions
-from ui.badges import badge_markdown, local_time, status_label
+from ui import actions, notices
+from ui.badges import badge_markdown, local_time, metrics_row, status_label
 from ui.filters import PAGE_SIZES, HistoryView, first_page
 
 TIMELINE_LIMIT = 500
@@ -71,6 +71,20 @@ def table_rows(runs: Sequence[RunRow]) -> list[dict[str, Any]]:
     return rows
 
 
+# Narrow columns for short values leave the Error column the room to show its message.
+HISTORY_COLUMNS = {
+    "Run": st.column_config.NumberColumn(width=60, format="%d"),
+    "Job": st.column_config.TextColumn(width=130),
+    "Status": st.column_config.TextColumn(width=80),
+    "Trigger": st.column_config.TextColumn(width=75),
+    "Created": st.column_config.TextColumn(width=150),
+    "Duration": st.column_config.TextColumn(width=75),
+    "Records": st.column_config.NumberColumn(width=80, format="localized"),
+    "Rejected": st.column_config.NumberColumn(width=75, format="localized"),
+    "Error": st.column_config.TextColumn(width="large", help="The whole message is in Run details"),
+}
+
+
 def runs_table(runs: Sequence[RunRow]) -> int | None:
     """Draw the page of runs; return the id of the row the user selected, if any."""
     # A key per set of rows: a selection made on other rows must not pick a run of these.
@@ -82,9 +96,21 @@ def runs_table(runs: Sequence[RunRow]) -> int | None:
         on_select="rerun",
         selection_mode="single-row",
         width="stretch",
+        column_config=HISTORY_COLUMNS,
     )
     rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
     return runs[rows[0]].id if rows and rows[0] < len(runs) else None
+
+
+def empty_state(*, filtered: bool) -> None:
+    """What an empty result means: filters that match nothing, or no run at all yet."""
+    if filtered:
+        st.info("No runs match these filters — clear some of them to see more.")
+        return
+    st.info(
+        "No runs yet. Start one with **Run now** on the Live page, `runwatch run demo` on the "
+        "command line, or `POST /api/etl/trigger`; every run is listed here as soon as it is queued."
+    )
 
 
 def pager(total: int, page_size: int) -> None:
@@ -111,7 +137,7 @@ def run_details(engine: sa.Engine, run_id: int) -> None:
         return
     record = RunRecord.from_run(run)
     st.markdown(f"#### Run #{run.id} · {run.job} {badge_markdown(run.status)}")
-    actions.show_notice("history_notice")
+    notices.show("history_notice")
     _summary(run, record)
     _error(run)
     if run.status in RESUMABLE:
@@ -126,12 +152,15 @@ def run_details(engine: sa.Engine, run_id: int) -> None:
 
 def _summary(run: Run, record: RunRecord) -> None:
     total = "?" if run.total_records is None else f"{run.total_records:,}"
-    cells = st.columns(5)
-    cells[0].metric("Records loaded", f"{run.records_loaded:,} / {total}")
-    cells[1].metric("Rejected", f"{run.records_rejected:,}")
-    cells[2].metric("Duration", format_duration(record.duration))
-    cells[3].metric("Trigger", run.trigger)
-    cells[4].metric("By", run.triggered_by or "—")
+    metrics_row(
+        [
+            ("Records loaded", f"{run.records_loaded:,} / {total}", None),
+            ("Rejected", f"{run.records_rejected:,}", None),
+            ("Duration", format_duration(record.duration), None),
+            ("Trigger", run.trigger, None),
+            ("By", run.triggered_by or "—", None),
+        ]
+    )
     resumed = f" · resumed from run #{run.resumed_from}" if run.resumed_from else ""
     st.caption(
         f"Created {local_time(run.created_at)} · started {local_time(run.started_at)} · "

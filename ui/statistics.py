@@ -11,7 +11,7 @@ import streamlit as st
 from db.queries import RunPoint, RunSummary, StatsScope
 from reports.durations import format_duration
 from reports.stats import CUSTOM, custom_scope, preset_scope
-from ui.badges import local_time, status_label
+from ui.badges import local_time, metrics_row, status_label
 
 DEFAULT_RANGE = "7 d"
 
@@ -37,32 +37,31 @@ def _percent(rate: float | None) -> str:
 
 def summary_cards(summary: RunSummary) -> None:
     """Runs, success rate, median and p90 duration, records and mean time to recovery."""
-    cells = [*st.columns(3), *st.columns(3)]
-    cells[0].metric(
-        "Runs",
-        f"{summary.runs:,}",
-        help=f"{summary.failed:,} failed, {summary.cancelled:,} cancelled",
-    )
-    cells[1].metric(
-        "Success rate",
-        _percent(summary.success_rate),
-        help="Finished among finished and failed runs",
-    )
-    cells[2].metric(
-        "Median duration", format_duration(summary.durations.p50_s), help="p50 of finished runs"
-    )
-    cells[3].metric(
-        "p90 duration",
-        format_duration(summary.durations.p90_s),
-        help="90th percentile of finished runs",
-    )
-    cells[4].metric(
-        "Records", f"{summary.records:,}", help="Records loaded by every run in the range"
-    )
-    cells[5].metric(
-        "Mean time to recovery",
-        format_duration(summary.mttr_s),
-        help="Mean time from the first failed run of a streak to the job's next finished run",
+    metrics_row(
+        [
+            (
+                "Runs",
+                f"{summary.runs:,}",
+                f"{summary.failed:,} failed, {summary.cancelled:,} cancelled",
+            ),
+            (
+                "Success rate",
+                _percent(summary.success_rate),
+                "Finished among finished and failed runs",
+            ),
+            ("Median duration", format_duration(summary.durations.p50_s), "p50 of finished runs"),
+            (
+                "p90 duration",
+                format_duration(summary.durations.p90_s),
+                "90th percentile of finished runs",
+            ),
+            ("Records", f"{summary.records:,}", "Records loaded by every run in the range"),
+            (
+                "Mean time to recovery",
+                format_duration(summary.mttr_s),
+                "Mean time from the first failed run of a streak to the job's next finished run",
+            ),
+        ]
     )
 
 
@@ -84,5 +83,5 @@ def highlights_table(highlights: Sequence[RunPoint]) -> None:
         }
         for p in highlights
     ]
-    st.dataframe(rows, hide_index=True, width="stretch", key="statistics_highlights")
+    st.table(rows, hide_index=True)  # wraps the reasons a grid cut off
     st.caption("Open a run on the History page (filter or type its number) for its details.")

@@ -8,6 +8,8 @@ from typing import Any, ClassVar, Self
 
 from sqlmodel import Session
 
+from db.models import MAX_ID
+
 
 class JobError(Exception):
     """A job's own, expected failure (bad parameters, bad input file); its message is for the user."""
@@ -33,11 +35,39 @@ class Batch:
     rejects: list[dict[str, Any]] = field(default_factory=list)
 
 
+MAX_STORED_INT = MAX_ID  # counts a run stores (total_records, offset) are INTEGER columns too
+WHOLE_NUMBER = "whole number"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter a job kind accepts: what the Run now dialog, Jobs page and `runwatch jobs` show."""
+
+    name: str
+    type: str  # as a person reads it: "whole number", "text", "columns"…
+    default: Any = None
+    required: bool = False
+    help: str = ""
+    minimum: int = 0  # whole numbers only
+    maximum: int = MAX_STORED_INT
+
+    def note(self) -> str:
+        """`required`, `optional` or `default …`."""
+        if self.required:
+            return "required"
+        return "optional" if self.default is None else f"default {self.default}"
+
+    def describe(self) -> str:
+        """`name` (type, default or required): help — one line."""
+        return f"{self.name} ({self.type}, {self.note()}): {self.help}"
+
+
 class Job:
     """Base class of every job kind. The runner commits each `load` with the new offset."""
 
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    parameters: ClassVar[tuple[Param, ...]] = ()  # what validate() accepts, for people to read
 
     def __init__(self, context: RunContext, params: dict[str, Any]) -> None:
         self.context = context
@@ -110,16 +140,43 @@ class Job:
 
 
 def int_param(
-    params: dict[str, Any], name: str, default: int | None, *, minimum: int = 0
+    params: dict[str, Any],
+    name: str,
+    default: int | None,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_STORED_INT,
 ) -> int | None:
-    """Parameter `name` as an int of at least `minimum`, or JobError naming it."""
+    """Parameter `name` as an int within [minimum, maximum], or JobError naming it."""
     value = params.get(name, default)
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise JobError(f"Parameter '{name}' must be a whole number, not {value!r}.") from None
+    number = _whole_number(name, value)
     if number < minimum:
-        raise JobError(f"Parameter '{name}' must be at least {minimum}, not {number}.")
+        raise JobError(f"Parameter '{name}' must be at least {minimum:,}, not {number:,}.")
+    if number > maximum:
+        raise JobError(f"Parameter '{name}' must be at most {maximum:,}.")
     return number
+
+
+def _whole_number(name: str, value: Any) -> int:
+    """`value` as an int; a fraction (10.5) or a boolean is refused rather than truncated."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise JobError(f"Parameter '{name}' must be a whole number, not {value!r}.")
+
+
+def int_params(specs: tuple[Param, ...], params: dict[str, Any]) -> dict[str, int | None]:
+    """The whole-number parameters of `specs`, each checked by int_param with its declared bounds."""
+    return {
+        spec.name: int_param(
+            params, spec.name, spec.default, minimum=spec.minimum, maximum=spec.maximum
+        )
+        for spec in specs
+        if spec.type == WHOLE_NUMBER
+    }

@@ -23,7 +23,7 @@ from etl.jobs.csv_files import (
     quoted,
 )
 from etl.jobs.csv_load import RowWriter
-from etl.jobs.csv_params import check_params, matching_files
+from etl.jobs.csv_params import PARAMETERS, check_params, matching_files
 from etl.jobs.csv_rows import (
     Row,
     RowParser,
@@ -59,6 +59,7 @@ class CsvImportJob(Job):
 
     kind = "csv_import"
     description = "CSV files into a typed table, upserted by key; bad rows quarantined."
+    parameters = PARAMETERS
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         checked = check_params(params)

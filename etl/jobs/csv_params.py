@@ -11,15 +11,35 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
-from etl.jobs.base import JobError, int_param
+from etl.jobs.base import WHOLE_NUMBER, JobError, Param, int_params
 from etl.jobs.csv_rows import TYPES
 
-PARAMS = {"path", "table", "key", "types", "delimiter", "encoding", "on_error", "max_rejects"}
-PARAMS |= {"batch_size"}
 # Records a batch holds: each batch is one transaction, whose commit on PostgreSQL waits for a WAL
 # flush; 50,000 records of six short fields take about 40 MB while parsed.
 BATCH_SIZE = 50_000
+MAX_BATCH = 1_000_000
 ON_ERROR = ("reject", "fail")
+PARAMETERS = (
+    Param("path", "text", required=True, help="a CSV file or a glob such as data/*.csv"),
+    Param("table", "table name", required=True, help="the target table (created when missing)"),
+    Param(
+        "key", "columns", required=True, help="the column(s) that identify a row, e.g. id or a,b"
+    ),
+    Param("types", "column:type list", help=f"e.g. id:int,price:float ({', '.join(TYPES)})"),
+    Param("delimiter", "one character", ",", help="field separator; tab as \\t or tab"),
+    Param("encoding", "text", "utf-8", help="the files' character encoding"),
+    Param("on_error", "reject | fail", "reject", help="quarantine a bad row, or fail the run"),
+    Param("max_rejects", WHOLE_NUMBER, help="fail the run after this many bad rows"),
+    Param(
+        "batch_size",
+        WHOLE_NUMBER,
+        BATCH_SIZE,
+        minimum=1,
+        maximum=MAX_BATCH,
+        help="records per batch",
+    ),
+)
+PARAMS = {param.name for param in PARAMETERS}
 TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -36,8 +56,7 @@ def check_params(params: dict[str, Any]) -> dict[str, Any]:
         "delimiter": _delimiter_param(params.get("delimiter")),
         "encoding": _encoding_param(params.get("encoding")),
         "on_error": _on_error_param(params.get("on_error")),
-        "max_rejects": int_param(params, "max_rejects", None),
-        "batch_size": int_param(params, "batch_size", BATCH_SIZE, minimum=1),
+        **int_params(PARAMETERS, params),
     }
 
 
@@ -131,6 +150,9 @@ def matching_files(path: str) -> list[str]:
     pattern = os.path.expanduser(path)
     if os.path.isfile(pattern):
         return [pattern]
+    if os.path.isdir(pattern):
+        glob_in = os.path.join(path, "*.csv")
+        raise JobError(f"Path '{path}' is a directory; name its files, such as '{glob_in}'.")
     files = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
     if not files:
         raise JobError(f"No file matches path '{path}'.")

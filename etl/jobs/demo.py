@@ -11,9 +11,11 @@ from sqlmodel import Session
 
 from db.models import DemoCategory, DemoSubject
 from db.queries import upsert
-from etl.jobs.base import Batch, Job, JobError, int_param
+from etl.jobs.base import WHOLE_NUMBER, Batch, Job, JobError, Param, int_params
 
 SUBJECTS_PER_CATEGORY = 50
+MAX_BATCH = 1_000_000  # a batch is held in memory and loaded in one transaction
+MAX_DELAY_MS = 3_600_000  # an hour per batch: far past any demo, and time.sleep accepts it
 
 
 class DemoJob(Job):
@@ -25,15 +27,20 @@ class DemoJob(Job):
 
     kind = "demo"
     description = "Synthetic catalogue of categories and subjects, for demos and benchmarks."
+    parameters = (
+        Param("total", WHOLE_NUMBER, 10000, help="subjects to generate and load"),
+        Param(
+            "batch_size", WHOLE_NUMBER, 500, minimum=1, maximum=MAX_BATCH, help="records per batch"
+        ),
+        Param(
+            "delay_ms", WHOLE_NUMBER, 0, maximum=MAX_DELAY_MS, help="pause before each batch (ms)"
+        ),
+        Param("fail_at", WHOLE_NUMBER, help="fail the first attempt on reaching this record"),
+        Param("seed", WHOLE_NUMBER, 42, help="same seed, same generated values"),
+    )
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
-        checked = {
-            "total": int_param(params, "total", 10000),
-            "batch_size": int_param(params, "batch_size", 500, minimum=1),
-            "delay_ms": int_param(params, "delay_ms", 0),
-            "fail_at": int_param(params, "fail_at", None),
-            "seed": int_param(params, "seed", 42),
-        }
+        checked = int_params(self.parameters, params)
         unknown = set(params) - set(checked)
         if unknown:
             raise JobError(f"Unknown demo parameter(s): {', '.join(sorted(unknown))}.")

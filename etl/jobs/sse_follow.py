@@ -59,7 +59,7 @@ from sseclient import SSEClient
 from db.models import EventKind, Run, RunStatus, Step
 from db.queries import append_event, run_state_event
 from db.settings import get_settings
-from etl.jobs.base import Batch, Job, JobError
+from etl.jobs.base import Batch, Job, JobError, Param
 from etl.jobs.sse_store import (
     ensure_job,
     feed_checkpoint,
@@ -70,6 +70,7 @@ from etl.jobs.sse_store import (
 )
 
 TICK_S = 1.0  # longest wait without handing control back to the runner
+MAX_SECONDS = 86_400  # a day; beyond it (or infinity) sockets and sleeps overflow
 REMOTE_KIND = "remote"
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _STEPS = {str(step) for step in Step}
@@ -218,10 +219,18 @@ class SseFollowJob(Job):
 
     kind = "sse_follow"
     description = "Mirror a remote ETL's Server-Sent Events feed into local runs and events."
+    parameters = (
+        Param("url", "URL", required=True, help="the http(s) event stream to follow"),
+        Param("job_name", "job name", required=True, help="the local job runs are mirrored into"),
+        Param(
+            "headers", "JSON object", help="sent with every request; ${NAME} reads the environment"
+        ),
+        Param("read_timeout_s", "seconds", 5.0, help="reconnect after this long without data"),
+        Param("backoff_max_s", "seconds", 30.0, help="longest wait between reconnects"),
+    )
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
-        known = {"url", "headers", "job_name", "read_timeout_s", "backoff_max_s"}
-        unknown = set(params) - known
+        unknown = set(params) - {param.name for param in self.parameters}
         if unknown:
             raise JobError(f"Unknown sse_follow parameter(s): {', '.join(sorted(unknown))}.")
         return {
@@ -492,8 +501,8 @@ def _seconds(params: dict[str, Any], name: str, default: float) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         raise JobError(f"Parameter '{name}' must be a number of seconds, not {value!r}.") from None
-    if not seconds > 0:
-        raise JobError(f"Parameter '{name}' must be more than 0, not {seconds}.")
+    if not 0 < seconds <= MAX_SECONDS:
+        raise JobError(f"Parameter '{name}' must be more than 0 and at most {MAX_SECONDS:,} s.")
     return seconds
 
 
