@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -29,6 +29,7 @@ def create_run(
     resumed_from: Run | None = None,
     from_checkpoint: bool = True,
     total_records: int | None = None,
+    scheduled_for: datetime | None = None,
 ) -> Run:
     """Enqueue a run of `job` (or start it at once with status running); ActiveRunExists if one is active.
 
@@ -45,6 +46,7 @@ def create_run(
         created_at=now,
         worker_id=worker_id,
         total_records=total_records,
+        scheduled_for=scheduled_for,
     )
     if status == RunStatus.RUNNING:
         run.started_at = run.heartbeat_at = now
