@@ -21,7 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("job", schema=None) as batch_op:
+    with op.batch_alter_table("job", schema=None, recreate="never") as batch_op:
         batch_op.add_column(
             sa.Column(
                 "timezone",
@@ -48,18 +48,17 @@ def upgrade() -> None:
     now = db.models.utcnow()
     job = sa.table("job", sa.column("schedule"), sa.column("next_run_at", db.models.UTCDateTime))
     op.execute(job.update().where(job.c.schedule.is_not(None)).values(next_run_at=now))
-    with op.batch_alter_table("run", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("scheduled_for", db.models.UTCDateTime(timezone=True), nullable=True)
-        )
+    op.add_column(
+        "run", sa.Column("scheduled_for", db.models.UTCDateTime(timezone=True), nullable=True)
+    )
     op.create_index("uq_run_job_scheduled", "run", ["job", "scheduled_for"], unique=True)
 
 
 def downgrade() -> None:
+    # Plain ALTER TABLE DROP COLUMN (SQLite 3.35+): a batch copy of `run` would lose the
+    # expression index ix_run_day_status, which 0004's downgrade drops.
     op.drop_index("uq_run_job_scheduled", table_name="run")
-    with op.batch_alter_table("run", schema=None) as batch_op:
-        batch_op.drop_column("scheduled_for")
+    op.execute("ALTER TABLE run DROP COLUMN scheduled_for")
     op.drop_index("ix_job_next_run_at", table_name="job")
-    with op.batch_alter_table("job", schema=None) as batch_op:
-        for name in ("next_run_at", "paused", "catchup", "timezone"):
-            batch_op.drop_column(name)
+    for name in ("next_run_at", "paused", "catchup", "timezone"):
+        op.execute(f"ALTER TABLE job DROP COLUMN {name}")
