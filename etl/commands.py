@@ -143,7 +143,7 @@ def check_schedule(schedule: str | None, timezone: str, catchup: str) -> Schedul
         raise BadParams(str(error)) from None
 
 
-def _first_tick(job: Job) -> datetime | None:
+def first_tick(job: Job) -> datetime | None:
     """The first tick a job handles from now on: none while it is paused, disabled or unscheduled."""
     schedule = check_schedule(job.schedule, job.timezone, job.catchup)
     if schedule is None or job.paused or not job.enabled:
@@ -294,7 +294,7 @@ def add_job(
         if old is not None and not replace:
             raise InvalidState(f"Job '{name}' exists already; add --replace to change it.")
         job.paused = old is not None and old.paused  # a change of configuration is no resume
-        job.next_run_at = _first_tick(job)
+        job.next_run_at = first_tick(job)
         save_job(session=session, job=job)
         _audit(
             session,
@@ -331,7 +331,7 @@ def unpause(engine: sa.Engine, caller: Caller, job: str) -> Job:
         if not row.paused:
             raise InvalidState(f"Job '{job}' is not paused.")
         row.paused = False
-        set_paused(session=session, job=row, paused=False, next_due=_first_tick(row))
+        set_paused(session=session, job=row, paused=False, next_due=first_tick(row))
         _audit(session, caller, "unpause", f"job:{job}", next_run_at=_iso(row.next_run_at))
     return row
 
