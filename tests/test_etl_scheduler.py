@@ -13,7 +13,15 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from db.models import AuditEvent, Job, Run, RunEvent, RunStatus
-from db.queries import end_run, get_run, read_session, write_session
+from db.queries import (
+    RunFilters,
+    end_run,
+    get_run,
+    list_events,
+    list_runs,
+    read_session,
+    write_session,
+)
 from db.settings import Settings
 from etl import commands
 from etl.commands import Caller, Source
@@ -154,6 +162,20 @@ def test_catchup_all_runs_every_missed_tick_one_after_another(engine: sa.Engine)
     finish_all(engine)
     at(now).tick()
     assert scheduled(engine, "tenmin") == [T0 + timedelta(minutes=m) for m in (0, 10, 20)]
+
+
+def test_a_missed_run_caught_up_shows_in_history_with_trigger_schedule(engine: sa.Engine) -> None:
+    add(engine, "tenmin", "*/10 * * * *")
+    set_next(engine, "tenmin", T0)
+    [run] = at(T0 + timedelta(hours=2, minutes=5)).tick()  # the workers were down for two hours
+    with read_session(engine) as session:
+        [shown] = list_runs(session=session, filters=RunFilters(triggers=("schedule",))).runs
+        first = list_events(session=session, run_id=run.id)[1]  # after its status event
+    assert (shown.id, shown.job, shown.triggered_by) == (run.id, "tenmin", "scheduler")
+    assert (
+        first.message
+        == "Scheduled for 2030-01-07 02:00 UTC: missed while no worker ran, caught up (latest)."
+    )
 
 
 def test_none_runs_a_tick_that_is_on_time(engine: sa.Engine) -> None:
