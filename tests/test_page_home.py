@@ -9,6 +9,8 @@ from streamlit.testing.v1 import AppTest
 from db.models import RunStatus
 from db.queries import list_audit, list_runs, read_session, write_session
 from db.settings import get_settings
+from etl import commands
+from etl.commands import Caller, Source
 from tests.factories import make_run
 from tests.pages import DOWN_URL, run_page, texts
 
@@ -112,3 +114,12 @@ def test_unreachable_database_shows_a_banner_then_recovers(
     assert not at.exception
     assert "The database cannot be reached" not in texts(at)
     assert "Demo catalogue" in texts(at)
+
+
+def test_a_paused_job_says_run_now_is_refused(engine: sa.Engine, no_worker: None) -> None:
+    commands.pause(engine, Caller("admin", Source.CLI), "demo")
+    at = home()
+    assert "Paused: no scheduled run, Run now refused" in texts(at)
+    at.button(key="home_run_demo").click().run()
+    at.button(key="home_confirm").click().run()
+    assert not at.exception and "Job 'demo' is paused" in at.warning[0].value
