@@ -160,6 +160,8 @@ def job_actions(job: JobLive) -> None:
             st.rerun()
         else:
             st.session_state["home_dialog"] = job.name
+    if job.paused:
+        left.caption("Paused: no scheduled run, Run now refused. Resume it on the Jobs page.")
     if st.session_state.get("home_dialog") == job.name:
         confirm_run(job)  # called on every rerun while open, so refreshes keep it and Confirm works
     active = job.active

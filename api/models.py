@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from db.models import JOB_NAME_MAX, Run, RunEvent, RunRecord, RunRow
+from db.models import JOB_NAME_MAX, Job, Run, RunEvent, RunRecord, RunRow
 from db.queries import EventRow
 
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
@@ -181,6 +181,36 @@ class Health(BaseModel):
         default=None,
         description="Why the database is unusable, when the answer alone does not say.",
     )
+
+
+class JobItem(BaseModel):
+    """A configured job: its kind, defaults, schedule and whether it is paused."""
+
+    name: str
+    title: str
+    kind: str
+    params: dict[str, Any]
+    schedule: str | None = Field(
+        description="Cron expression, read in `timezone`; null: manual only."
+    )
+    timezone: str
+    catchup: str = Field(description="Missed ticks when workers come back: none, latest or all.")
+    enabled: bool
+    paused: bool = Field(description="A paused job keeps its schedule but starts no run.")
+    next_run_at: datetime | None = Field(description="Its next scheduled tick (null: none).")
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobItem:
+        """The item of `job`."""
+        return cls.model_validate(job, from_attributes=True)
+
+
+class JobResponse(BaseModel):
+    """The outcome of a request on a job."""
+
+    success: bool
+    job: JobItem
+    message: str
 
 
 class ErrorBody(BaseModel):

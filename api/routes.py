@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.models import (
@@ -15,7 +15,9 @@ from api.models import (
     EventItem,
     EventPage,
     Health,
+    JobItem,
     JobName,
+    JobResponse,
     LogItem,
     LogPage,
     RunDetail,
@@ -33,6 +35,7 @@ from db.queries import (
     get_job,
     get_run,
     list_events,
+    list_jobs,
     list_runs,
     read_session,
 )
@@ -148,6 +151,32 @@ def retry(
     how = "from zero" if restart else f"from offset {run.offset:,}"
     message = f"Run #{run.id} enqueued to retry run #{run_id} {how}."
     return TriggerResponse(success=True, log_id=run.id, message=message, estimated_duration=eta)
+
+
+@router.get("/api/etl/jobs", response_model=list[JobItem])
+def jobs(request: Request) -> list[JobItem]:
+    """Every configured job, with its schedule and whether it is paused."""
+    with read_session(engine_of(request)) as session:
+        return [JobItem.from_job(job) for job in list_jobs(session=session)]
+
+
+JobPath = Annotated[JobName, Path(description="The job's name.")]
+
+
+@router.post("/api/etl/jobs/{job}/pause", response_model=JobResponse, responses=ERRORS)
+def pause(request: Request, job: JobPath) -> JobResponse:
+    """Pause a job: its schedule enqueues nothing and triggers are refused; an active run goes on."""
+    paused = commands.pause(engine_of(request), caller_of(request), job)
+    message = f"Job '{job}' paused: it starts no run until it is resumed."
+    return JobResponse(success=True, job=JobItem.from_job(paused), message=message)
+
+
+@router.post("/api/etl/jobs/{job}/unpause", response_model=JobResponse, responses=ERRORS)
+def unpause(request: Request, job: JobPath) -> JobResponse:
+    """Resume a paused job: its schedule runs again from its next tick."""
+    resumed = commands.unpause(engine_of(request), caller_of(request), job)
+    message = f"Job '{job}' resumed."
+    return JobResponse(success=True, job=JobItem.from_job(resumed), message=message)
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})

@@ -127,7 +127,13 @@ class Job(SQLModel, table=True):
     kind: str = Field(max_length=50)
     params: dict[str, Any] = _json()
     schedule: str | None = Field(default=None, max_length=100)
+    timezone: str = Field(default="UTC", max_length=64)  # the schedule's wall clock (IANA name)
+    catchup: str = Field(default="latest", max_length=10)  # none | latest | all (etl.schedules)
     enabled: bool = True
+    paused: bool = False  # keeps its schedule, enqueues nothing and refuses Run now
+    # the next scheduled tick not yet handled (UTC); NULL without a schedule. Workers compare-and-set
+    # it, so one of them handles each tick; the index keeps their every-poll check one probe.
+    next_run_at: datetime | None = _ts(index=True)
     created_at: datetime = _ts(nullable=False)
 
 
@@ -146,6 +152,8 @@ class Run(SQLModel, table=True):
         # covering: the statistics read these columns from the index, not the wide rows (0004)
         sa.Index("ix_run_status_created", "status", "created_at", "job", "duration_s", "ended_at"),
         sa.Index("ix_run_job_ended", "job", "ended_at", "status"),  # previous/next run of a job
+        # one run per scheduled tick, whichever worker enqueues it (NULLs, unscheduled runs, differ)
+        sa.Index("uq_run_job_scheduled", "job", "scheduled_for", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -177,6 +185,7 @@ class Run(SQLModel, table=True):
     pace: dict[str, Any] | None = Field(
         default=None, sa_type=sa.JSON
     )  # reports.eta.Pace, per batch
+    scheduled_for: datetime | None = _ts()  # the schedule's tick (trigger schedule), else NULL
 
 
 # covering, in GROUP BY order: the daily statistics read no row and sort nothing (0004)

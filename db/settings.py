@@ -26,6 +26,15 @@ class Settings(BaseSettings):
     worker_enabled: bool = Field(
         True, description="Start the in-process worker thread inside the Streamlit app."
     )
+    scheduler_enabled: bool = Field(
+        True, description="Whether workers enqueue the runs of the jobs' cron schedules."
+    )
+    schedule_catchup_max: int = Field(
+        10, ge=1, description="Most missed ticks a job with catch-up policy `all` runs."
+    )
+    schedule_grace_s: float = Field(
+        60.0, ge=0, description="A tick enqueued later than this counts as missed."
+    )
     api_host: str = Field("127.0.0.1", description="Address `runwatch serve-api` listens on.")
     api_port: int = Field(8000, description="Port `runwatch serve-api` listens on.")
     cors_origins: str = Field(

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from db.engine import get_engine, sqlite_file
 from db.migrate import init_db
-from db.models import MAX_ID, TERMINAL_STATUSES, Run, RunRow, RunStatus, Trigger
+from db.models import MAX_ID, TERMINAL_STATUSES, Job, Run, RunRow, RunStatus, Trigger
 from db.queries import (
     SORT_KEYS,
     RunFilters,
@@ -38,6 +38,7 @@ from etl.commands import EXIT_USAGE
 from etl.jobs import JOB_KINDS, JobError
 from etl.progress import ProgressBar
 from etl.runner import Runner
+from etl.schedules import Catchup
 from etl.worker import Worker, make_worker_id
 from reports import dates
 from reports.durations import format_duration
@@ -59,10 +60,34 @@ def cmd_jobs(args: argparse.Namespace, engine: sa.Engine) -> int:
     with read_session(engine) as session:
         for job in list_jobs(session=session):
             state = "" if job.enabled else "  (disabled)"
-            print(f"{job.name:<20} {job.kind:<12} {job.schedule or '-':<15} {job.params}{state}")
+            state += "  (paused)" if job.paused else ""
+            print(f"{job.name:<20} {job.kind:<12} {_schedule_text(job):<40} {job.params}{state}")
             kind = JOB_KINDS.get(job.kind)
             for param in kind.parameters if kind else ():
                 print(f"    {param.describe()}")
+    return EXIT_OK
+
+
+def _schedule_text(job: Job) -> str:
+    """A job's schedule with its time zone and next tick, or `-`."""
+    if not job.schedule:
+        return "-"
+    upcoming = f", next {job.next_run_at:%Y-%m-%d %H:%M} UTC" if job.next_run_at else ""
+    return f"{job.schedule} ({job.timezone}{upcoming})"
+
+
+def cmd_pause(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Pause a job: no scheduled run and no Run now until it is unpaused; an active run goes on."""
+    commands.pause(engine, caller(), args.job)
+    print(f"Job {args.job} paused: its schedule enqueues nothing and Run now is refused.")
+    return EXIT_OK
+
+
+def cmd_unpause(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Resume a paused job: its schedule runs again from its next tick."""
+    job = commands.unpause(engine, caller(), args.job)
+    nxt = f"; next scheduled run {job.next_run_at:%Y-%m-%d %H:%M} UTC" if job.next_run_at else ""
+    print(f"Job {args.job} resumed{nxt}.")
     return EXIT_OK
 
 
@@ -76,6 +101,8 @@ def cmd_add_job(args: argparse.Namespace, engine: sa.Engine) -> int:
         params=dict(args.params),
         title=args.title,
         schedule=args.schedule,
+        timezone=args.timezone,
+        catchup=args.catchup,
         enabled=not args.disabled,
         replace=args.replace,
     )
@@ -416,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("jobs", help="list the jobs").set_defaults(handler=cmd_jobs)
     _add_job_command(commands)
+    for name, handler, what in (
+        ("pause", cmd_pause, "pause a job: no scheduled run, no Run now"),
+        ("unpause", cmd_unpause, "resume a paused job"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("job", metavar="JOB", help="the job's name (see `runwatch jobs`)")
+        command.set_defaults(handler=handler)
     _add_run_commands(commands)
     _add_runs_command(commands)
     worker = commands.add_parser("worker", help="execute pending runs until stopped")
@@ -446,7 +480,18 @@ def _add_job_command(commands: Any) -> None:
     add.add_argument("name", metavar="NAME", help="the job's name: lower-case letters, digits, _ -")
     add.add_argument("--kind", required=True, help="which job class runs it: demo, csv_import, …")
     add.add_argument("--title", default="", help="the name the app shows (default: NAME)")
-    add.add_argument("--schedule", default=None, help="a cron expression, shown on the Jobs page")
+    add.add_argument(
+        "--schedule", default=None, help="a cron expression the workers run it on, e.g. '0 2 * * *'"
+    )
+    add.add_argument(
+        "--timezone", default="UTC", help="the schedule's wall clock, an IANA name (default UTC)"
+    )
+    add.add_argument(
+        "--catchup",
+        choices=[str(c) for c in Catchup],
+        default=str(Catchup.LATEST),
+        help="missed ticks when workers come back: none, the latest (default) or all (capped)",
+    )
     add.add_argument("--disabled", action="store_true", help="configure it, but refuse runs")
     add.add_argument("--replace", action="store_true", help="change a job that exists")
     _add_params_option(add, "a default parameter")

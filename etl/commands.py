@@ -13,22 +13,26 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from db.models import JOB_NAME_MAX, Job, Run, RunStatus, Trigger
+from db.models import JOB_NAME_MAX, Job, Run, RunStatus, Trigger, utcnow
 from db.queries import (
     ActiveRunExists,
     BadParams,
     InvalidState,
     JobDisabled,
+    JobPaused,
     NotFound,
     RunFilters,
     RunSort,
     RunwatchError,
+    active_run_id,
+    append_event,
     claim_next_run,
     create_run,
     get_job,
@@ -37,11 +41,14 @@ from db.queries import (
     request_cancel,
     resume_run,
     save_job,
+    set_paused,
+    take_tick,
     write_session,
 )
 from etl.jobs import Job as JobKind
 from etl.jobs import JobError, job_class
-from etl.worker import wake_local_workers
+from etl.schedules import Catchup, Policy, Schedule, ScheduleError, Skipped, plan_ticks
+from etl.wakeup import wake_local_workers
 from reports.export import Format, stream_export
 
 JOB_NAME = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{JOB_NAME_MAX - 1}}}")
@@ -53,6 +60,7 @@ class Source(StrEnum):
     APP = "app"
     CLI = "cli"
     API = "api"
+    SCHEDULER = "scheduler"  # a worker's scheduler loop
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,7 @@ EXIT_USAGE, EXIT_ACTIVE = 2, 3
 REFUSALS: dict[type[RunwatchError], Refusal] = {
     ActiveRunExists: Refusal(EXIT_ACTIVE, 409),
     JobDisabled: Refusal(EXIT_USAGE, 409),
+    JobPaused: Refusal(EXIT_USAGE, 409),
     InvalidState: Refusal(EXIT_USAGE, 409),
     BadParams: Refusal(EXIT_USAGE, 422),
     NotFound: Refusal(EXIT_USAGE, 404),
@@ -124,6 +133,24 @@ def _runnable(session: Session, name: str) -> Job:
     return job
 
 
+def check_schedule(schedule: str | None, timezone: str, catchup: str) -> Schedule | None:
+    """The job's schedule read in `timezone` (None without one), or BadParams saying what is wrong."""
+    if catchup not in set(Catchup):
+        raise BadParams(f"Catch-up policy {catchup!r} is unknown; use none, latest or all.")
+    try:
+        return Schedule.parse(schedule, timezone) if schedule else None
+    except ScheduleError as error:
+        raise BadParams(str(error)) from None
+
+
+def first_tick(job: Job) -> datetime | None:
+    """The first tick a job handles from now on: none while it is paused, disabled or unscheduled."""
+    schedule = check_schedule(job.schedule, job.timezone, job.catchup)
+    if schedule is None or job.paused or not job.enabled:
+        return None
+    return schedule.next_after(utcnow())
+
+
 def _audit(session: Session, caller: Caller, action: str, target: str, **details: Any) -> None:
     """The one audit record of a command: who, from where, what, on what."""
     record_audit(
@@ -154,6 +181,8 @@ def trigger(
     how = Trigger.API if caller.source == Source.API else Trigger.MANUAL
     with write_session(engine) as session:
         job_row = _runnable(session, job)
+        if job_row.paused:
+            raise JobPaused(job)
         checked = check_params(job_row.kind, {**job_row.params, **params}, job=job)
         run = create_run(
             session=session,
@@ -235,6 +264,8 @@ def add_job(
     params: dict[str, Any] | None = None,
     title: str = "",
     schedule: str | None = None,
+    timezone: str = "UTC",
+    catchup: str = Catchup.LATEST,
     enabled: bool = True,
     replace: bool = False,
 ) -> tuple[Job, bool]:
@@ -252,12 +283,18 @@ def add_job(
         kind=kind,
         params={key: value for key, value in checked.items() if value is not None},
         schedule=schedule,
+        timezone=timezone,
+        catchup=catchup,
         enabled=enabled,
     )
+    check_schedule(schedule, timezone, catchup)
     with write_session(engine) as session:
-        exists = session.get(Job, name) is not None
-        if exists and not replace:
+        old = session.get(Job, name)
+        exists = old is not None
+        if old is not None and not replace:
             raise InvalidState(f"Job '{name}' exists already; add --replace to change it.")
+        job.paused = old is not None and old.paused  # a change of configuration is no resume
+        job.next_run_at = first_tick(job)
         save_job(session=session, job=job)
         _audit(
             session,
@@ -268,8 +305,127 @@ def add_job(
             params=job.params,
             enabled=enabled,
             replaced=exists,
+            schedule=schedule,
+            timezone=timezone,
+            catchup=catchup,
         )
     return job, exists
+
+
+def pause(engine: sa.Engine, caller: Caller, job: str) -> Job:
+    """Pause `job`: it keeps its schedule but enqueues nothing and refuses Run now; its active run goes on."""
+    with write_session(engine) as session:
+        row = get_job(session=session, name=job)
+        if row.paused:
+            raise InvalidState(f"Job '{job}' is paused already.")
+        set_paused(session=session, job=row, paused=True, next_due=None)
+        active = active_run_id(session=session, job=job)
+        _audit(session, caller, "pause", f"job:{job}", active_run=active)
+    return row
+
+
+def unpause(engine: sa.Engine, caller: Caller, job: str) -> Job:
+    """Resume a paused job: its schedule runs again from its next tick (ticks while paused are not caught up)."""
+    with write_session(engine) as session:
+        row = get_job(session=session, name=job)
+        if not row.paused:
+            raise InvalidState(f"Job '{job}' is not paused.")
+        row.paused = False
+        set_paused(session=session, job=row, paused=False, next_due=first_tick(row))
+        _audit(session, caller, "unpause", f"job:{job}", next_run_at=_iso(row.next_run_at))
+    return row
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def run_schedule(
+    engine: sa.Engine, caller: Caller, job: str, *, seen: datetime, now: datetime, policy: Policy
+) -> Run | None:
+    """Handle `job`'s ticks due from `seen` (its next tick when the caller looked) to `now`.
+
+    Exactly one of any number of workers handles them: the one whose compare-and-set moves the job's
+    next tick (db.queries.take_tick); the unique key on run(job, scheduled_for) backs it. It enqueues
+    the tick the job's catch-up policy runs and records the ticks given up (`schedule_skip`).
+    """
+    with write_session(engine) as session:
+        row = get_job(session=session, name=job)
+        if row.next_run_at != seen or row.paused or not row.enabled or not row.schedule:
+            return None  # another worker took it, or it changed since the caller looked
+        active = active_run_id(session=session, job=job)
+        rules = Policy(Catchup(row.catchup), policy.cap, policy.grace)
+        plan = plan_ticks(
+            Schedule.parse(row.schedule, row.timezone), seen, now, rules, active=bool(active)
+        )
+        if plan is None or not take_tick(
+            session=session, job=job, seen=seen, next_due=plan.next_due
+        ):
+            return None
+        run = None
+        if plan.enqueue is not None:
+            run = _enqueue_tick(
+                session, caller, row, plan.enqueue, late=now - plan.enqueue > policy.grace
+            )
+        if plan.skipped is not None:
+            _record_skip(session, caller, job, plan.skipped, active)
+    if run is not None:
+        wake_local_workers()
+    return run
+
+
+def _enqueue_tick(
+    session: Session, caller: Caller, job: Job, tick: datetime, *, late: bool
+) -> Run | None:
+    """Enqueue the run of scheduled `tick`, or record the tick as skipped when the job refuses it."""
+    try:
+        with session.begin_nested():
+            checked = check_params(job.kind, dict(job.params), job=job.name)
+            run = create_run(
+                session=session,
+                job=job.name,
+                trigger=Trigger.SCHEDULE,
+                triggered_by=caller.actor,
+                scheduled_for=tick,
+                total_records=checked.estimate_total(checked.params),
+            )
+    except RunwatchError as error:  # a Run now won the race, or the job's parameters went bad
+        _record_skip(session, caller, job.name, Skipped(tick, tick, str(error)), None)
+        return None
+    assert run.id is not None
+    how = f"missed while no worker ran, caught up ({job.catchup})" if late else "on time"
+    append_event(session=session, run_id=run.id, message=f"Scheduled for {_tick(tick)}: {how}.")
+    _audit(
+        session,
+        caller,
+        "trigger",
+        f"run:{run.id}",
+        job=job.name,
+        params={},
+        scheduled_for=_iso(tick),
+    )
+    return run
+
+
+def _record_skip(
+    session: Session, caller: Caller, job: str, skipped: Skipped, active: int | None
+) -> None:
+    """Record ticks given up: an audit row, and a warning in the log of the run that was active."""
+    ticks = _tick(skipped.first) + (
+        "" if skipped.last == skipped.first else f" to {_tick(skipped.last)}"
+    )
+    if active is not None:
+        message = f"Scheduled run of {ticks} skipped: this run was still active."
+        append_event(session=session, run_id=active, level="WARNING", message=message)
+    details = {"first": _iso(skipped.first), "last": _iso(skipped.last), "reason": skipped.reason}
+    _audit(session, caller, "schedule_skip", f"job:{job}", **details, active_run=active)
+
+
+def _tick(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
 # ---------------------------------------------------------------- exports

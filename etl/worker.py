@@ -6,7 +6,8 @@ import logging
 import os
 import socket
 import threading
-import weakref
+from collections.abc import Callable
+from datetime import datetime
 
 import sqlalchemy as sa
 
@@ -16,15 +17,11 @@ from db.models import Run, utcnow
 from db.queries import claim_next_run, mark_orphans, write_session
 from db.settings import Settings, get_settings
 from etl.runner import Runner
+from etl.scheduler import Scheduler
+from etl.wakeup import register, wake_local_workers
 
+__all__ = ["BackgroundWorker", "Worker", "make_worker_id", "wake_local_workers"]
 log = logging.getLogger(__name__)
-_local_workers: weakref.WeakSet[Worker] = weakref.WeakSet()  # every worker of this process
-
-
-def wake_local_workers() -> None:
-    """Ask every worker of this process to look for pending runs now, not at its next poll."""
-    for worker in list(_local_workers):
-        worker.wake()
 
 
 def make_worker_id(kind: str = "worker") -> str:
@@ -33,21 +30,23 @@ def make_worker_id(kind: str = "worker") -> str:
 
 
 class Worker:
-    """Sweeps orphans, claims the oldest pending run and executes it; repeats."""
+    """Sweeps orphans, enqueues due scheduled runs, claims the oldest pending run and executes it; repeats."""
 
     def __init__(
         self,
         engine: sa.Engine | None = None,
         settings: Settings | None = None,
         worker_id: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.engine = engine or get_engine()
         self.settings = settings or get_settings()
         self.worker_id = worker_id or make_worker_id()
         self.runner = Runner(self.engine, self.settings)
+        self.scheduler = Scheduler(self.engine, self.settings, clock=clock)
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
-        _local_workers.add(self)
+        register(self)
         self.current: Run | None = None  # the run being executed, if any
 
     def sweep_orphans(self) -> list[int]:
@@ -56,8 +55,10 @@ class Worker:
             return mark_orphans(session=session, timeout_s=self.settings.orphan_timeout_s)
 
     def run_once(self) -> Run | None:
-        """Claim and execute one pending run; None when there was nothing to do."""
+        """Enqueue due scheduled runs, then claim and execute one pending run; None when there was none."""
         self.sweep_orphans()
+        if self.settings.scheduler_enabled:
+            self.scheduler.tick()
         with write_session(self.engine) as session:
             run = claim_next_run(session=session, worker_id=self.worker_id)
         if run is None:

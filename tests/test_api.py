@@ -582,3 +582,18 @@ def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
         "/health",
     ):
         assert path in paths
+
+
+def test_jobs_list_shows_paused_and_the_pause_endpoints_change_it(api_url: str) -> None:
+    listed = {job["name"]: job for job in httpx.get(f"{api_url}/api/etl/jobs", timeout=30).json()}
+    assert listed["demo"]["paused"] is False and listed["demo"]["catchup"] == "latest"
+    paused = httpx.post(f"{api_url}/api/etl/jobs/demo/pause", timeout=30)
+    assert paused.status_code == 200 and paused.json()["job"]["paused"] is True
+    refused = httpx.post(f"{api_url}/api/etl/trigger", json={"job": "demo"}, timeout=30)
+    assert refused.status_code == 409 and refused.json()["error"] == "JobPaused"
+    listed = {job["name"]: job for job in httpx.get(f"{api_url}/api/etl/jobs", timeout=30).json()}
+    assert listed["demo"]["paused"] is True
+    resumed = httpx.post(f"{api_url}/api/etl/jobs/demo/unpause", timeout=30)
+    assert resumed.status_code == 200 and resumed.json()["job"]["paused"] is False
+    missing = httpx.post(f"{api_url}/api/etl/jobs/nope/pause", timeout=30)
+    assert missing.status_code == 404 and "No job named 'nope'" in missing.json()["detail"]

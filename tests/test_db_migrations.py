@@ -130,6 +130,18 @@ def test_0005_gives_runs_already_there_no_pace_and_downgrades_keeping_indexes(
         config.attributes["connection"] = conn
         command.downgrade(config, "0004")
     assert "pace" not in {c["name"] for c in sa.inspect(engine_0003).get_columns("run")}
+
+
+def test_0007_gives_jobs_defaults_and_downgrades(engine_0003: sa.Engine) -> None:
+    upgrade(engine_0003)
+    with engine_0003.connect() as conn:
+        row = conn.execute(sa.text("SELECT timezone, catchup, paused FROM job")).first()
+    assert row is None or (row[0], row[1], bool(row[2])) == ("UTC", "latest", False)
+    config = alembic_config()
+    with engine_0003.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    assert "scheduled_for" not in {c["name"] for c in sa.inspect(engine_0003).get_columns("run")}
     assert "ix_run_day_status" in _index_names(engine_0003)
 
 

@@ -17,6 +17,7 @@ from db.queries import (
     BadParams,
     InvalidState,
     JobDisabled,
+    JobPaused,
     NotFound,
     RunwatchError,
     read_session,
@@ -94,6 +95,17 @@ class FrontEnds:
         at = run_page("pages/1_History.py", {"run": str(run.id)})
         between()
         at.button(key="history_resume" if from_checkpoint else "history_retry").click().run()
+        assert not at.exception
+        return Outcome(1 if at.warning else 0, texts(at))
+
+    def pause(self, job: str, *, paused: bool) -> Outcome:
+        verb = "pause" if paused else "unpause"
+        if self.name == "cli":
+            return self._cli([verb, job])
+        if self.name == "api":
+            return self._api(f"/api/etl/jobs/{job}/{verb}")
+        at = run_page("pages/4_Jobs.py")
+        at.button(key=f"jobs_{'pause' if paused else 'resume'}_{job}").click().run()
         assert not at.exception
         return Outcome(1 if at.warning else 0, texts(at))
 
@@ -258,6 +270,43 @@ def test_a_second_run_of_an_active_job_is_refused(
     assert [r.id for r in runs(engine)] == [active.id] and audits(engine) == []
 
 
+def test_a_paused_job_refuses_run_now_from_every_front_end(
+    front: FrontEnds, engine: sa.Engine, jobs: None
+) -> None:
+    commands.pause(engine, Caller("admin", Source.CLI), "nightly")
+    with write_session(engine) as session:
+        session.execute(sa.delete(AuditEvent))
+    outcome = front.trigger("nightly", {})
+    assert_refused(front, outcome, JobPaused, "Job 'nightly' is paused: it starts no run")
+    assert runs(engine) == [] and audits(engine) == []
+
+
+# ---------------------------------------------------------------- pause
+
+
+def test_pause_and_unpause_from_every_front_end_are_audited(
+    front: FrontEnds, engine: sa.Engine, settings: Settings, jobs: None
+) -> None:
+    assert front.pause("nightly", paused=True).code in (0, 200)
+    assert_one_audit(engine, front, settings, "pause", "job:nightly", {"active_run", "source"})
+    with write_session(engine) as session:
+        assert session.get(Job, "nightly").paused  # type: ignore[union-attr]
+        session.execute(sa.delete(AuditEvent))
+    assert front.pause("nightly", paused=False).code in (0, 200)
+    assert_one_audit(engine, front, settings, "unpause", "job:nightly", {"next_run_at", "source"})
+    if front.name != "app":  # the app shows Pause for a job that is not paused: no Resume to click
+        outcome = front.pause("nightly", paused=False)
+        assert_refused(front, outcome, InvalidState, "is not paused")
+
+
+def test_pausing_leaves_the_active_run_alone(engine: sa.Engine, jobs: None) -> None:
+    admin = Caller("admin", Source.CLI)
+    run = commands.trigger(engine, admin, "nightly")
+    commands.pause(engine, admin, "nightly")
+    [left] = runs(engine)
+    assert (left.id, left.status, left.cancel_requested) == (run.id, RunStatus.PENDING, False)
+
+
 # ---------------------------------------------------------------- cancel
 
 
@@ -347,7 +396,10 @@ def test_add_job_checks_its_kind_and_audits_the_change(engine: sa.Engine) -> Non
     assert (job.params["total"], existed) == (5, False)
     [audit] = [a for a in audits(engine) if a.target == "job:hourly"]
     assert (audit.action, audit.actor) == ("config_change", "root")
-    assert set(audit.details) == {"kind", "params", "enabled", "replaced", "source"}
+    assert set(audit.details) == {
+        *("kind", "params", "enabled", "replaced", "source"),
+        *("schedule", "timezone", "catchup"),
+    }
     with pytest.raises(InvalidState, match="exists already"):
         commands.add_job(engine, admin, name="hourly", kind="demo")
     with pytest.raises(BadParams, match="Unknown job kind"):
@@ -357,7 +409,7 @@ def test_add_job_checks_its_kind_and_audits_the_change(engine: sa.Engine) -> Non
 
 
 def test_every_refusal_has_one_exit_code_and_one_http_status() -> None:
-    kinds = [ActiveRunExists, JobDisabled, InvalidState, BadParams, NotFound]
+    kinds = [ActiveRunExists, JobDisabled, JobPaused, InvalidState, BadParams, NotFound]
     assert {
         (k, commands.refusal(k("x") if k is not ActiveRunExists else k("j", 1))) for k in kinds
     } == {(k, REFUSALS[k]) for k in kinds}

@@ -15,6 +15,8 @@ from streamlit.testing.v1 import AppTest
 from db.models import RunStatus, utcnow
 from db.queries import create_run, get_run, list_audit, list_runs, read_session, write_session
 from db.settings import get_settings
+from etl import commands
+from etl.commands import Caller, Source
 from etl.progress import ProgressBar
 from reports.eta import Pace
 from tests.factories import make_run
@@ -250,3 +252,12 @@ def test_run_now_dialog_says_which_parameters_are_required(
     assert not at.exception
     assert "- `path` (text, **required**): a CSV file or a glob" in texts(at)
     assert "- `on_error` (reject | fail, default reject)" in texts(at)
+
+
+def test_a_paused_job_says_run_now_is_refused(engine: sa.Engine, no_worker: None) -> None:
+    commands.pause(engine, Caller("admin", Source.CLI), "demo")
+    at = home()
+    assert "Paused: no scheduled run, Run now refused" in texts(at)
+    at.button(key="home_run_demo").click().run()
+    at.button(key="home_confirm").click().run()
+    assert not at.exception and "Job 'demo' is paused" in at.warning[0].value

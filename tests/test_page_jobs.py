@@ -6,7 +6,9 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from db.models import RunStatus
-from db.queries import get_job, write_session
+from db.queries import get_job, read_session, write_session
+from etl import commands
+from etl.commands import Caller, Source
 from tests.factories import make_run
 from tests.pages import run_page, texts
 
@@ -39,3 +41,25 @@ def test_jobs_page_explains_each_kinds_parameters(engine: sa.Engine, no_worker: 
     at = jobs_page()
     assert "- `key` (columns, **required**)" in texts(at)
     assert "- `batch_size` (whole number, default 500)" in texts(at)
+
+
+def test_jobs_shows_the_schedule_in_words_and_the_next_runs(
+    engine: sa.Engine, no_worker: None
+) -> None:
+    admin = Caller("admin", Source.CLI)
+    commands.add_job(engine, admin, name="hourly", kind="demo", schedule="15 * * * *")
+    at = jobs_page()
+    hourly = at.table[0].value.set_index("Job").loc["hourly"]
+    assert hourly["Schedule"] == "every hour at minute 15 (UTC)"
+    assert hourly["Next runs"].count(":15") == 3
+
+
+def test_jobs_pause_button_pauses_and_resume_resumes(engine: sa.Engine, no_worker: None) -> None:
+    at = jobs_page()
+    at.button(key="jobs_pause_demo").click().run()
+    assert not at.exception and "Job demo paused" in at.success[0].value
+    assert "Paused: no scheduled run, Run now refused" in texts(at)
+    at.button(key="jobs_resume_demo").click().run()
+    assert "Job demo resumed" in at.success[0].value
+    with read_session(engine) as session:
+        assert not get_job(session=session, name="demo").paused

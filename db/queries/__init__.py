@@ -13,6 +13,7 @@ from db.queries.errors import (
     BadParams,
     InvalidState,
     JobDisabled,
+    JobPaused,
     NotFound,
     RunLost,
     RunwatchError,
@@ -50,6 +51,7 @@ from db.queries.runs import (
     request_cancel,
     resume_run,
 )
+from db.queries.schedules import due_jobs, set_paused, take_tick
 from db.queries.sessions import read_session, write_session
 from db.queries.stats import (
     NO_DURATIONS,
@@ -73,6 +75,7 @@ __all__ = [
     "InvalidState",
     "JobDisabled",
     "JobLive",
+    "JobPaused",
     "EventRow",
     "NO_DURATIONS",
     "NotFound",
@@ -94,6 +97,7 @@ __all__ = [
     "create_run",
     "daily_stats",
     "duration_percentiles",
+    "due_jobs",
     "duration_points",
     "end_run",
     "ensure_builtin_jobs",
@@ -122,7 +126,9 @@ __all__ = [
     "run_state_event",
     "run_summary",
     "save_job",
+    "set_paused",
     "summarise",
+    "take_tick",
     "upsert",
     "write_session",
 ]

@@ -27,6 +27,17 @@ class JobDisabled(RunwatchError):
     """The job is configured but disabled: it refuses runs."""
 
 
+class JobPaused(RunwatchError):
+    """The job is paused: it keeps its schedule but starts no run until it is resumed."""
+
+    def __init__(self, job: str) -> None:
+        self.job = job
+        super().__init__(
+            f"Job '{job}' is paused: it starts no run, scheduled or by Run now, until it is "
+            f"resumed (Resume on the Jobs page, or `runwatch unpause {job}`)."
+        )
+
+
 class BadParams(RunwatchError):
     """Parameters (or a job's configuration) the job kind or the database refuses."""
 

@@ -25,7 +25,9 @@ class JobLive:
     kind: str
     params: dict[str, Any]
     schedule: str | None
+    timezone: str  # the schedule's wall clock
     enabled: bool
+    paused: bool
     recent: list[RunRow]  # the five latest runs, newest first
     last_success: RunRow | None
     throughputs: list[float]  # records/s of recent successful runs that did not resume another
@@ -61,11 +63,11 @@ def _jobs(names: dict[str, str]) -> sa.Select[Any]:
     return query
 
 
-_JOB_COLUMNS = ("name", "title", "kind", "params", "schedule", "enabled")
+_JOB_COLUMNS = ("name", "title", "kind", "params", "schedule", "timezone", "enabled", "paused")
 
 
 def _job_live(db: driver.Reader, job: tuple[Any, ...]) -> JobLive:
-    name, title, kind, params, schedule, enabled = job
+    name, title, kind, params, schedule, timezone, enabled, paused = job
     values = {"job": name, "finished": RunStatus.FINISHED}
     recent = run_rows(db.rows("live_recent", _recent, values), db.sqlite)
     successes = db.rows("live_successes", _successes, values)
@@ -80,7 +82,9 @@ def _job_live(db: driver.Reader, job: tuple[Any, ...]) -> JobLive:
         kind=kind,
         params=dict(driver.json_value(db.sqlite)(params) or {}),
         schedule=schedule,
+        timezone=timezone,
         enabled=bool(enabled),
+        paused=bool(paused),
         recent=recent,
         last_success=last_success,
         throughputs=_throughputs(successes),

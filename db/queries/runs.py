@@ -30,6 +30,7 @@ def create_run(
     resumed_from: Run | None = None,
     from_checkpoint: bool = True,
     total_records: int | None = None,
+    scheduled_for: datetime | None = None,
 ) -> Run:
     """Enqueue a run of `job` (or start it at once with status running); ActiveRunExists if one is active.
 
@@ -46,6 +47,7 @@ def create_run(
         created_at=now,
         worker_id=worker_id,
         total_records=total_records,
+        scheduled_for=scheduled_for,
     )
     if status == RunStatus.RUNNING:
         run.started_at = run.heartbeat_at = now
