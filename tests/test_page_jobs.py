@@ -50,7 +50,7 @@ def test_jobs_shows_the_schedule_in_words_and_the_next_runs(
     commands.add_job(engine, admin, name="hourly", kind="demo", schedule="15 * * * *")
     at = jobs_page()
     hourly = at.table[0].value.set_index("Job").loc["hourly"]
-    assert hourly["Schedule"] == "every hour at minute 15 (UTC)"
+    assert hourly["When"] == "every hour at minute 15 (UTC)"
     assert hourly["Next runs"].count(":15") == 3
 
 

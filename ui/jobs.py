@@ -27,7 +27,8 @@ def row(job: JobLive) -> dict[str, object]:
         "Job": f"{job.name} ({job.title})" if job.title and job.title != job.name else job.name,
         "Kind": job.kind,
         "Default parameters": params or "—",
-        "Schedule": when(job) if job.schedule else "manual only",
+        "Schedule": job.schedule or "manual only",
+        "When": when(job),
         "Next runs": next_runs(job),
         "Enabled": "yes" if job.enabled else "no",
         "Last run": (
