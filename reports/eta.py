@@ -11,7 +11,8 @@ Pace is seconds per record, handled as its logarithm (so 2x slower and 2x faster
   believed after a few steady batches instead of being pulled back towards the history.
 - Without history the run's own pace alone gives the ETA, once MIN_BATCHES batches are in.
 The range is the 10th to 90th percentile of the remaining time: the uncertainty of the pace plus the
-noise the remaining batches add, so it narrows as the run goes.
+noise the remaining batches add, so it narrows as the run goes. The ETA counts down from the latest
+batch's end; a batch under way that is clearly late counts as evidence too, so a stall makes it grow.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ MIN_RUN_SPREAD = 0.1  # runs of one job are never assumed to agree better than a
 UNUSUAL = 0.1  # prior share of runs unlike their history
 UNUSUAL_WIDTH = 4.0  # log-pace band such a run may fall in (from 1/7x to 7x the usual pace)
 MIN_BATCHES = 3  # batches a run without history needs before its own pace is trusted
+LATE_BATCH = 2.0  # a batch under way this many times longer than the average is late
 Z90 = 1.2816  # standard normal quantile of 0.9: the range is p10-p90
 
 
@@ -119,6 +121,7 @@ def estimate(
     """
     if remaining is None:
         return UNKNOWN
+    pace, remaining, waited_s = _late_batch(pace, remaining, waited_s)
     belief = _belief(pace, _prior(history))
     if belief is None:
         return UNKNOWN
@@ -148,6 +151,15 @@ def run_eta(
     return estimate(
         remaining=max(total - offset, 0), pace=pace, history=history, waited_s=max(waited, 0.0)
     )
+
+
+def _late_batch(pace: Pace, remaining: int, waited_s: float) -> tuple[Pace, int, float]:
+    """Count the batch under way as ending now once it is clearly late (over LATE_BATCH times the
+    batches' average): a stall is evidence of a slower pace, not of an end about to come."""
+    if not pace.batches or remaining <= 0 or waited_s <= LATE_BATCH * pace.seconds / pace.batches:
+        return pace, remaining, waited_s
+    records = min(max(round(pace.records / pace.batches), 1), remaining)
+    return pace.add(records, waited_s, pace.seconds + waited_s), remaining - records, 0.0
 
 
 def _prior(history: Sequence[float]) -> Belief | None:

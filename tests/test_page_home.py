@@ -140,7 +140,8 @@ def test_home_api_and_cli_show_the_same_eta(
 ) -> None:
     """Likely, early and late apart by the same seconds everywhere (their distance from now is
     the one thing that differs, as each reads at its own moment)."""
-    pace = Pace(batches=20, records=1000, seconds=30.0, log_mean=math.log(0.03), log_m2=0.2)
+    # two 15 s batches: however slowly the reads below come, none sees a late batch (over 30 s)
+    pace = Pace(batches=2, records=1000, seconds=30.0, log_mean=math.log(0.03), log_m2=0.02)
     with write_session(engine) as session:
         for _ in range(5):
             make_run(session)  # 1000 records in 30 s each

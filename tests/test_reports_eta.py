@@ -101,15 +101,25 @@ def test_the_range_holds_the_likely_end_and_narrows_as_the_run_goes() -> None:
     assert widths == sorted(widths, reverse=True)
 
 
+def test_a_stalled_batch_makes_the_eta_grow_instead_of_reaching_zero() -> None:
+    pace = steady(10, 0.01)  # 0.5 s a batch
+    likely = [
+        estimate(remaining=1500, pace=pace, history=HISTORY, waited_s=waited).likely_s
+        for waited in (0.4, 10.0, 30.0)
+    ]
+    assert likely[0] == pytest.approx(15 - 0.4)  # on pace: counts down
+    assert likely[0] < likely[1] < likely[2]
+
+
 def test_eta_of_a_complete_run_is_zero() -> None:
     assert estimate(remaining=0, pace=steady(5, 0.01), history=HISTORY) == Eta(0.0, 0.0, 0.0)
 
 
 def test_a_stored_run_counts_from_now_not_from_its_latest_batch() -> None:
     pace, now = steady(10, 0.01), utcnow()
-    started = now - timedelta(seconds=pace.seconds + 2)  # its latest batch ended 2 s ago
+    started = now - timedelta(seconds=pace.seconds + 0.8)  # latest batch (0.5 s) ended 0.8 s ago
     eta = run_eta(total=1000, offset=500, pace=pace, started_at=started, now=now, history=HISTORY)
-    assert eta.likely_s == pytest.approx(500 * 0.01 - 2)
+    assert eta.likely_s == pytest.approx(500 * 0.01 - 0.8)
     assert run_eta(
         total=None, offset=0, pace=pace, started_at=started, now=now, history=HISTORY
     ) == (UNKNOWN)
