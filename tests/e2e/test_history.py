@@ -12,8 +12,8 @@ import pytest
 from db.engine import get_engine
 from db.models import utcnow
 from db.queries import RunFilters, iter_runs, list_audit, read_session, write_session
-from tests.export_reference import csv_bytes
 from tests.e2e.conftest import AppServer, poll, screenshot, wait_for_app
+from tests.export_reference import csv_bytes
 from tests.factories import make_run
 
 pytestmark = pytest.mark.e2e
