@@ -21,7 +21,8 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 import pyarrow.compute as pc
 
-Cells: TypeAlias = pa.Array  # a string column: one batch's cells of one field, null where the value is
+# a string column: one batch's cells of one field, null where the value is
+Cells: TypeAlias = pa.Array
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA = "^[=+\\-@\\t\\r]"
