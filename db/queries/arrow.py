@@ -25,7 +25,7 @@ from db.models import Run
 from db.queries import driver
 from db.queries.history import RunFilters, RunSort, _order_by, _run_binds, _run_where
 
-BATCH_ROWS = 16_384  # rows per batch: a few MB of output, so memory stays flat whatever the size
+BATCH_ROWS = 8_192  # rows per batch: a few MB of output, so memory stays flat whatever the size
 SCHEMA = pa.schema(
     [
         ("id", pa.int64()),
