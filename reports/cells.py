@@ -1,7 +1,7 @@
 """The audit export's cells, a column at a time: Arrow batches of runs in, CSV or JSON bytes out.
 
 Every value is formatted by pyarrow.compute kernels over whole columns. The bytes are the ones
-Python's `csv.writer` and `json.dumps` give for `reports.export.record_values` (the tests pin
+Python's `csv.writer` and `json.dumps` give for each run's record (tests/export_reference.py pins
 them), so the few cells a kernel cannot prove it renders alike (a duration exactly between two
 milliseconds, a text with a quote or non-ASCII for JSON, counters that are not a flat object of
 integers) are handed, on their own, to those very Python functions.
@@ -196,7 +196,7 @@ Format = Callable[[pa.Array], Cells]
 def _cells(
     batch: pa.RecordBatch, text: Format, counters: Format, times: Format
 ) -> dict[str, Cells]:
-    """Every field's cells of the batch (record_values' fields), by name."""
+    """Every field's cells of the batch (RunRecord's fields), by name."""
     column = batch.column
     cells = {name: text(column(name)) for name in _TEXT}
     cells |= {name: integers(column(name)) for name in _INTEGERS}

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 import pyarrow as pa
 import sqlalchemy as sa
 
-from db.models import Run, RunRecord, RunRow, run_duration
+from db.models import RunRecord
 from db.queries import RunFilters, RunSort, record_audit, write_session
 from db.queries.arrow import BATCH_ROWS, run_batches
 from reports.cells import csv_lines, json_records, neutralise
@@ -26,7 +25,6 @@ __all__ = [
     "MEDIA_TYPES",
     "Format",
     "neutralise",
-    "record_values",
     "stream_export",
 ]
 
@@ -34,38 +32,6 @@ Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
 FIELDS = tuple(RunRecord.model_fields)
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat(timespec="microseconds") if value else None
-
-
-def record_values(run: Run | RunRow) -> dict[str, Any]:
-    """The run's public record (RunRecord's fields, in order) as plain JSON values: one row of
-    the JSON export. Times are ISO-8601 UTC, durations in seconds to the ms."""
-    started, ended = run.started_at, run.ended_at
-    duration = run_duration(started, ended)
-    values = [
-        run.id,
-        run.job,
-        run.status,
-        run.trigger,
-        run.triggered_by,
-        _iso(started),
-        _iso(ended),
-        None if duration is None else round(duration, 3),
-        run.total_records,
-        run.offset,
-        run.records_loaded,
-        run.records_rejected,
-        dict(run.counters or {}),
-        run.current_step,
-        run.error_type,
-        run.error_message,
-        _iso(run.created_at),
-        run.resumed_from,
-    ]
-    return dict(zip(FIELDS, values, strict=True))
 
 
 def csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:

@@ -23,15 +23,13 @@ from db.queries import (
     append_event,
     get_job,
     get_run,
-    iter_run_rows,
-    iter_runs,
     list_audit,
     list_runs,
     read_session,
     write_session,
 )
 from db.settings import Settings
-from reports.export import FIELDS, record_values, stream_export
+from reports.export import stream_export
 from tests.apiserver import running_api, running_app
 from tests.factories import make_run
 
@@ -482,17 +480,6 @@ def test_export_bytes_equal_the_cli_export(
     printed = subprocess.run(command, env=env, capture_output=True, check=True, timeout=120)
     assert response.content == printed.stdout
     assert response.content.count(b"boom") == 2  # runs 1 and 7: failed demo runs of that day
-
-
-def test_export_rows_give_the_values_of_orm_runs(engine: sa.Engine) -> None:
-    seed(engine, 6)
-    with write_session(engine) as session:
-        make_run(session, status="running", ended_at=None, total_records=None, counters={})
-    with read_session(engine) as session:
-        from_runs = [record_values(run) for run in iter_runs(session=session)]
-        from_rows = [record_values(row) for row in iter_run_rows(session=session)]
-    assert from_rows == from_runs
-    assert all(tuple(values) == FIELDS for values in from_rows)
 
 
 def test_export_with_bad_sort_is_422(client: httpx.Client) -> None:

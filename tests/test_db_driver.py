@@ -15,7 +15,6 @@ from db.queries import (
     RunSort,
     append_event,
     driver,
-    iter_run_rows,
     list_events,
     list_log_lines,
     list_run_rows,
@@ -183,20 +182,6 @@ def test_run_rows_match_the_orm_history_for_every_filter_and_sort(engine: sa.Eng
                     tuple(getattr(run, name) for name in RunRow._fields) for run in orm.runs
                 ]
                 assert [tuple(row) for row in rows.runs] == expected, (filters, sort, page)
-
-
-def test_streamed_run_rows_come_in_order_across_chunks(engine: sa.Engine) -> None:
-    now = datetime.now(UTC)
-    with write_session(engine) as session:
-        for i in range(7):
-            make_run(session, status="failed" if i % 2 else "finished", records_loaded=i % 3)
-    sort = RunSort(key="records", descending=False)
-    for filters in (RunFilters(), RunFilters(statuses=("failed",), since=now - timedelta(days=1))):
-        with read_session(engine) as session:
-            streamed = list(iter_run_rows(session=session, filters=filters, sort=sort, chunk=2))
-            orm = list_runs(session=session, filters=filters, sort=sort, page_size=100).runs
-        assert [row.id for row in streamed] == [run.id for run in orm]
-        assert streamed[0].created_at == orm[0].created_at
 
 
 def test_concurrent_reads_each_get_a_kept_connection_of_their_own(engine: sa.Engine) -> None:

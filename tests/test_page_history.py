@@ -25,7 +25,8 @@ from db.queries import (
     read_session,
     write_session,
 )
-from reports.export import FIELDS, record_values, stream_export
+from reports.export import FIELDS, stream_export
+from tests.export_reference import record_values
 from tests.factories import make_run
 from tests.pages import run_page, texts
 from ui.export import export_file

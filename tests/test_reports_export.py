@@ -13,7 +13,15 @@ from unittest.mock import patch
 import sqlalchemy as sa
 
 from db.models import Run
-from db.queries import RunFilters, RunSort, iter_runs, list_audit, read_session, write_session
+from db.queries import (
+    SORT_KEYS,
+    RunFilters,
+    RunSort,
+    iter_runs,
+    list_audit,
+    read_session,
+    write_session,
+)
 from reports.export import FIELDS, neutralise, stream_export
 from tests.export_reference import csv_bytes, json_bytes
 from tests.factories import make_run
@@ -211,3 +219,26 @@ def test_columns_empty_in_the_first_batch_take_values_later(engine: sa.Engine) -
     with patch("reports.export.BATCH_ROWS", 3):
         assert export(engine, "csv") == csv_bytes(runs)
         assert export(engine, "json") == json_bytes(runs)
+
+
+def test_every_sort_keeps_its_order_across_batches(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        for i in range(9):
+            make_run(session, status="failed" if i % 2 else "finished", records_loaded=i % 3)
+    for key in SORT_KEYS:
+        for descending in (True, False):
+            sort = RunSort(key=key, descending=descending)
+            with read_session(engine) as session:
+                expected = [run.id for run in iter_runs(session=session, sort=sort)]
+            with patch("reports.export.BATCH_ROWS", 2):
+                data = b"".join(stream_export(engine=engine, fmt="json", sort=sort))
+            assert [record["id"] for record in json.loads(data)] == expected, sort
+
+
+def test_filter_values_with_quotes_are_bound_not_spliced(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        make_run(session, status="failed", error_message="it's 'quoted'; DROP TABLE run; --")
+        make_run(session, status="failed", error_message="plain")
+    rows = csv_rows(export(engine, "csv", error_text="it's 'quoted'", jobs=("o'brien", "demo")))
+    assert [row["error_message"] for row in rows] == ["it's 'quoted'; DROP TABLE run; --"]
+    assert len(csv_rows(export(engine, "csv"))) == 2

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -184,16 +183,6 @@ def reader(session: Session) -> Reader:
         return Reader(bind.dialect, session.connection().connection.cursor(), None)
     readers = read_connections(bind)
     return Reader(bind.dialect, readers.take().cursor(), readers)
-
-
-def streaming(session: Session) -> Reader:
-    """A Reader (use it in a `with`) for results too large to hold, in the session's transaction:
-    its `chunks` come from a server-side cursor on PostgreSQL (kept only inside a transaction)."""
-    connection = session.connection()
-    raw = connection.connection
-    sqlite = connection.dialect.name == "sqlite"
-    handle = raw.cursor() if sqlite else raw.cursor(name=f"runwatch_stream_{uuid.uuid4().hex[:12]}")
-    return Reader(connection.dialect, handle, None)
 
 
 def read(

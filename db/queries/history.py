@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -215,22 +214,6 @@ def iter_runs(
     for run in result:
         yield run
         session.expunge(run)
-
-
-def iter_run_rows(
-    *,
-    session: Session,
-    filters: RunFilters | None = None,
-    sort: RunSort | None = None,
-    chunk: int = 2000,
-) -> Iterator[RunRow]:
-    """Every run the filters select, in order, as RunRows streamed in chunks (the audit exports)."""
-    filters, sort = filters or RunFilters(), sort or RunSort()
-    binds = _run_binds(filters)
-    with driver.streaming(session) as db:
-        query = partial(_rows_query, binds, sort)
-        for rows in db.chunks(("run_stream", *binds, sort), query, binds, chunk):
-            yield from run_rows(rows, db.sqlite)
 
 
 def _rows_query(binds: dict[str, Any], sort: RunSort) -> sa.Select[Any]:
