@@ -1,6 +1,6 @@
 """Audit export of 1,000,000 runs: in process and over HTTP, beside the databases' own CSV.
 
-    python -m bench.bench_export_api [--size 1000000] [--backend sqlite|postgres|both]
+    python -m bench.bench_export_api [--size 1000000] [--backend sqlite|postgres|both] [--existing URL]
 
 For each backend it seeds `--size` runs (etl.seed: executemany on SQLite, COPY on PostgreSQL) into a
 fresh database, then measures, one after the other in the same run:
@@ -22,13 +22,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 
-from bench import DEFAULT_POSTGRES_URL, backends, temp_database, timed
-from db.queries import list_audit, read_session
+from bench import DEFAULT_POSTGRES_URL, backends, loopback_only, temp_database, timed
+from db.engine import make_engine
+from db.queries import count_runs, list_audit, read_session
 from etl.seed import seed_history
 from tests.apiserver import api_process
 
@@ -183,11 +186,28 @@ def memory(name: str, peak: float, before: float | None = None) -> None:
     )
 
 
-def bench_backend(backend: str, postgres_url: str, size: int) -> None:
-    """Seed, then every figure of the backend in one run."""
+@contextmanager
+def seeded(backend: str, postgres_url: str, size: int, existing: str | None) -> Iterator[sa.Engine]:
+    """A fresh database of `backend` seeded with `size` runs, or the `existing` one as it is."""
+    if existing:
+        engine = make_engine(existing if backend == "sqlite" else loopback_only(existing))
+        with read_session(engine) as session:
+            print(
+                f"{backend}: {count_runs(session=session):,} runs already in {engine.url.database}"
+            )
+        yield engine
+        return
     with temp_database(backend, postgres_url) as engine:
         runs, seed_s = timed(lambda: seed(engine, size))
         print(f"{backend}: seeded {runs:,} runs in {seed_s:.1f} s")
+        yield engine
+
+
+def bench_backend(backend: str, postgres_url: str, size: int, existing: str | None) -> None:
+    """Seed, then every figure of the backend in one run."""
+    with seeded(backend, postgres_url, size, existing) as engine:
+        with read_session(engine) as session:
+            runs = count_runs(session=session)
         floor = runs / database_csv_seconds(engine)
         plain = runs / plain_script_seconds(engine)
         csv = in_process(engine, "csv")
@@ -213,10 +233,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000, help="runs to seed and export")
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument(
+        "--existing",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="export this already seeded database instead of seeding one (repeat: one per backend)",
+    )
     args = parser.parse_args()
+    existing = {sa.make_url(url).get_backend_name(): url for url in args.existing}
+    existing = {("postgres" if k == "postgresql" else k): v for k, v in existing.items()}
     print(f"audit export: {args.size:,} runs")
     for backend in backends(args.backend):
-        bench_backend(backend, args.postgres_url, args.size)
+        bench_backend(backend, args.postgres_url, args.size, existing.get(backend))
 
 
 if __name__ == "__main__":
