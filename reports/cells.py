@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from functools import partial
 from typing import Any, TypeAlias
 
 import pyarrow as pa
@@ -33,7 +32,6 @@ _JSON_ESCAPED = '[^\\x20-\\x7e]|["\\\\]'  # what json.dumps (ensure_ascii) escap
 _KEY = '"[\\x20\\x21\\x23-\\x2b\\x2d-\\x39\\x3b-\\x5b\\x5d-\\x7a\\x7c\\x7e]*"'
 _INT = "-?(?:0|[1-9][0-9]*)"
 _FLAT = f"^\\{{(?:{_KEY}: {_INT}(?:, {_KEY}: {_INT})*)?\\}}$"
-_MAX_KEYS = 9  # a regex replacement refers to at most 9 groups
 _MS_EXACT_BELOW = 10**15  # microseconds: under ~31 years a float holds the duration to < 0.5 µs
 
 compact_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
@@ -129,7 +127,7 @@ def json_counters(stored: pa.Array) -> Cells:
     return _rewritten(stored, None, _dumped_python)
 
 
-Rewrite = Callable[[list[str]], tuple[str, str]]  # key order -> regex and its replacement
+Rewrite = Callable[[list[str]], Callable[[pa.Array], Cells]]  # key order -> its rewrite
 
 
 def _rewritten(stored: pa.Array, rewrite: Rewrite | None, python: Callable[[Any], str]) -> Cells:
@@ -142,30 +140,32 @@ def _rewritten(stored: pa.Array, rewrite: Rewrite | None, python: Callable[[Any]
     for code, signature in enumerate(order.dictionary.to_pylist()):
         names = json.loads("[" + signature[1:-1] + "]")
         here = pc.fill_null(pc.equal(order.indices, code), False)
-        if len(set(names)) < len(names) or len(names) > _MAX_KEYS:
+        if len(set(names)) < len(names):
             odd = pc.or_(odd, here)
         elif rewrite is not None:
-            pattern, replacement = rewrite(names)
-            result = _where(
-                result,
-                here,
-                partial(pc.replace_substring_regex, pattern=pattern, replacement=replacement),
-            )
+            result = _where(result, here, rewrite(names))
     return _where(result, odd, _python(python), stored)
 
 
-def _sorted_compact(names: list[str]) -> tuple[str, str]:
-    """The regex matching counters with keys `names` and its replacement: sorted, compact and
-    quoted for CSV."""
-    fields = ", ".join(f"{_literal(json.dumps(name))}: ({_INT})" for name in names)
-    place = {name: i + 1 for i, name in enumerate(names)}
-    out = ",".join(f"{json.dumps(name)}:\\{place[name]}" for name in sorted(names))
-    return "^\\{" + fields + "\\}$", _csv_cell("{" + out + "}")
+def _sorted_compact(names: list[str]) -> Callable[[pa.Array], Cells]:
+    """The rewrite of flat counters with keys `names`, in that order, to their CSV cell: sorted,
+    compact and quoted. Each value is cut out of its ', '-separated pair by position."""
 
+    def rewrite(stored: pa.Array) -> Cells:
+        if not names:
+            return stored  # '{}'
+        pairs = pc.split_pattern(stored, ", ")
+        values = {}
+        for i, name in enumerate(names):
+            start = len(name) + 4 + (i == 0)  # '{' before the first '"name": '
+            stop = -1 if i == len(names) - 1 else None  # '}' after the last value
+            values[name] = pc.utf8_slice_codeunits(pc.list_element(pairs, i), start, stop)
+        parts: list[Cells | str] = []
+        for i, name in enumerate(sorted(names)):
+            parts += [('"{' if i == 0 else ",") + f'""{name}"":', values[name]]
+        return join([*parts, '}"'])
 
-def _literal(text: str) -> str:
-    """`text` (printable ASCII) as an RE2 pattern matching it literally."""
-    return "".join(c if c.isalnum() or c == "_" else f"\\x{ord(c):02x}" for c in text)
+    return rewrite
 
 
 def _counters(stored: str | None) -> dict[str, Any]:
