@@ -1,32 +1,78 @@
-"""Audit export over HTTP: `GET /api/etl/export.csv` of 1,000,000 runs, beside the databases' own CSV.
+"""Audit export of 1,000,000 runs: in process and over HTTP, beside the databases' own CSV.
 
-    python -m bench.bench_export_api [--size 1000000] [--backend sqlite|postgres|both]
+    python -m bench.bench_export_api [--size 1000000] [--backend sqlite|postgres|both] [--existing URL]
 
 For each backend it seeds `--size` runs (etl.seed: executemany on SQLite, COPY on PostgreSQL) into a
-fresh database, serves the API (`runwatch serve-api`, its own process) and downloads the whole
-history as CSV. It prints the export's time and rows/s beside `sqlite3 -csv` / PostgreSQL
-`COPY (…) TO STDOUT WITH CSV` (through psql) of the same rows in the same order, as a ratio, and the
-server's resident memory before the export and at its peak (goal: flat, under 150 MB).
+fresh database, then measures, one after the other in the same run:
+- the floor: `sqlite3 -csv` / PostgreSQL `COPY (…) TO STDOUT WITH CSV` (through psql) of the same
+  rows in the same order;
+- the plain script a user would write: the DB-API driver (sqlite3 / psycopg) and Python's csv;
+- the export in process (`reports.export.stream_export`, CSV then JSON, each in a fresh Python
+  process so its peak RSS is its own);
+- `GET /api/etl/export.csv` from `runwatch serve-api` (its own process), with its peak RSS.
+Each figure prints as rows/s beside its baseline with the ratio, and against its goal: CSV >= 0.5x
+sqlite3 and >= 0.8x COPY, JSON >= 0.3x of those, peak RSS <= 150 MB, HTTP within 1.2x of in process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
 
-from bench import DEFAULT_POSTGRES_URL, backends, report, temp_database, timed
-from db.queries import list_audit, read_session
+from bench import DEFAULT_POSTGRES_URL, backends, loopback_only, temp_database, timed
+from db.engine import make_engine
+from db.queries import count_runs, list_audit, read_session
 from etl.seed import seed_history
 from tests.apiserver import api_process
 
 MEMORY_GOAL_MB = 150.0
+CSV_GOAL = {"sqlite": 0.5, "postgres": 0.8}  # the export's rows/s over the database's own CSV
+JSON_SHARE = 0.3  # JSON's goal is this share of the CSV floor
+HTTP_GOAL = 1.2  # over HTTP at most this many times the in-process export's time
 ORDER = "ORDER BY created_at DESC, id DESC"  # the export's default order: newest first
+
+# In a fresh interpreter: one export to /dev/null, then its seconds and peak RSS as JSON.
+CHILD = """
+import json, sys, time
+from db.engine import make_engine
+from reports.export import stream_export
+engine = make_engine(sys.argv[1])
+start = time.perf_counter()
+size = sum(len(chunk) for chunk in stream_export(engine=engine, fmt=sys.argv[2], source="bench"))
+seconds = time.perf_counter() - start
+peak = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]
+print(json.dumps({"seconds": seconds, "bytes": size, "peak_mb": int(peak) / 1024}))
+"""
+
+# The plain script a user would write: the driver's rows through Python's csv module.
+PLAIN = """
+import csv, sys, time
+url, query = sys.argv[1], sys.argv[2]
+if url.startswith("sqlite"):
+    import sqlite3
+    connection = sqlite3.connect(url.split("///", 1)[1])
+    rows = connection.execute(query)
+else:
+    import psycopg
+    connection = psycopg.connect(url)
+    rows = connection.cursor(name="plain").execute(query)
+start = time.perf_counter()
+with open("/dev/null", "w", newline="") as out:
+    writer = csv.writer(out)
+    writer.writerow(["col"] * 18)
+    writer.writerows(rows)
+print(time.perf_counter() - start)
+"""
 
 
 def seed(engine: sa.Engine, size: int) -> int:
@@ -66,47 +112,120 @@ def download(url: str) -> int:
     return size
 
 
-def database_csv_seconds(engine: sa.Engine) -> float:
-    """Seconds the database's own CSV tool takes to write every run in export order."""
+def plain_url(engine: sa.Engine) -> str:
+    """The engine's URL as the bare drivers take it."""
     url = engine.url
     if url.get_backend_name() == "sqlite":
-        command = ["sqlite3", "-csv", "-header", str(url.database), f"SELECT * FROM run {ORDER}"]
+        return f"sqlite:///{url.database}"
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def database_csv_seconds(engine: sa.Engine) -> float:
+    """Seconds the database's own CSV tool takes to write every run in export order."""
+    url = plain_url(engine)
+    if engine.url.get_backend_name() == "sqlite":
+        command = [
+            "sqlite3",
+            "-csv",
+            "-header",
+            str(engine.url.database),
+            f"SELECT * FROM run {ORDER}",
+        ]
     else:
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         copy = f"COPY (SELECT * FROM run {ORDER}) TO STDOUT WITH CSV HEADER"
-        command = ["psql", "-X", "-q", dsn, "-c", copy]
+        command = ["psql", "-X", "-q", url, "-c", copy]
     _, seconds = timed(lambda: subprocess.run(command, stdout=subprocess.DEVNULL, check=True))
     return seconds
 
 
-def bench_backend(backend: str, postgres_url: str, size: int) -> None:
-    """Seed, export over HTTP, compare with the database's CSV, print the figures."""
+def plain_script_seconds(engine: sa.Engine) -> float:
+    """Seconds of the plain driver + csv script over the same rows."""
+    command = [sys.executable, "-c", PLAIN, plain_url(engine), f"SELECT * FROM run {ORDER}"]
+    return float(subprocess.run(command, capture_output=True, check=True, text=True).stdout)
+
+
+def in_process(engine: sa.Engine, fmt: str) -> dict[str, float]:
+    """One export in a fresh process: its seconds, bytes and peak RSS."""
+    url = engine.url.render_as_string(hide_password=False)
+    command = [sys.executable, "-c", CHILD, url, fmt]
+    result: dict[str, float] = json.loads(
+        subprocess.run(command, capture_output=True, check=True, text=True).stdout
+    )
+    return result
+
+
+def over_http(engine: sa.Engine) -> tuple[int, float, float, float]:
+    """Bytes, seconds, RSS before and peak RSS of the server for GET /api/etl/export.csv."""
+    with api_process(engine.url.render_as_string(hide_password=False)) as server:
+        sampler = RssSampler(server.pid)
+        sampler.start()
+        size, seconds = timed(lambda: download(server.url))
+        sampler.stopped.set()
+        sampler.join()
+        peak = max(max(sampler.samples), memory_mb(server.pid, "VmHWM"))
+    return size, seconds, sampler.samples[0], peak
+
+
+def line(name: str, rows_per_s: float, baseline: float, label: str, goal: float | None) -> None:
+    """A throughput beside its baseline, with the ratio (higher is better) and the goal."""
+    ratio = rows_per_s / baseline
+    verdict = (
+        "" if goal is None else f"  goal >= {goal:.2f}: {'ok' if ratio >= goal else 'NOT MET'}"
+    )
+    print(
+        f"  {name:<30} {rows_per_s:>11,.0f} rows/s  {label:<16} {baseline:>11,.0f} rows/s  ratio {ratio:5.2f}{verdict}"
+    )
+
+
+def memory(name: str, peak: float, before: float | None = None) -> None:
+    """A peak RSS against the memory goal."""
+    start = "" if before is None else f" (before {before:.0f} MB)"
+    verdict = "ok" if peak <= MEMORY_GOAL_MB else "NOT MET"
+    print(
+        f"  {name:<30} {peak:>8.0f} MB peak RSS{start}  goal <= {MEMORY_GOAL_MB:.0f} MB: {verdict}"
+    )
+
+
+@contextmanager
+def seeded(backend: str, postgres_url: str, size: int, existing: str | None) -> Iterator[sa.Engine]:
+    """A fresh database of `backend` seeded with `size` runs, or the `existing` one as it is."""
+    if existing:
+        engine = make_engine(existing if backend == "sqlite" else loopback_only(existing))
+        with read_session(engine) as session:
+            print(
+                f"{backend}: {count_runs(session=session):,} runs already in {engine.url.database}"
+            )
+        yield engine
+        return
     with temp_database(backend, postgres_url) as engine:
         runs, seed_s = timed(lambda: seed(engine, size))
         print(f"{backend}: seeded {runs:,} runs in {seed_s:.1f} s")
-        baseline = database_csv_seconds(engine)
-        url = engine.url.render_as_string(hide_password=False)
-        with api_process(url) as server:
-            sampler = RssSampler(server.pid)
-            sampler.start()
-            size_bytes, seconds = timed(lambda: download(server.url))
-            sampler.stopped.set()
-            sampler.join()
-            peak = memory_mb(server.pid, "VmHWM")
+        yield engine
+
+
+def bench_backend(backend: str, postgres_url: str, size: int, existing: str | None) -> None:
+    """Seed, then every figure of the backend in one run."""
+    with seeded(backend, postgres_url, size, existing) as engine:
         with read_session(engine) as session:
-            rows = list_audit(session=session, action="export", limit=1)[0].details["rows"]
-    assert rows == runs, f"exported {rows:,} rows of {runs:,}"
-    name = f"export.csv {backend} {rows / seconds:,.0f} rows/s"
-    report(name, seconds, baseline, f"{'sqlite3 -csv' if backend == 'sqlite' else 'psql COPY'}")
-    print(
-        f"  {size_bytes / 2**20:,.1f} MB; {rows / baseline:,.0f} rows/s for the database's own CSV"
-    )
-    start, top = sampler.samples[0], max(max(sampler.samples), peak)
-    verdict = "ok" if top <= MEMORY_GOAL_MB else "ABOVE GOAL"
-    print(
-        f"{'server RSS ' + backend:<40} {top:9.1f} MB  before {start:9.1f} MB   "
-        f"goal {MEMORY_GOAL_MB:.0f} MB ratio {top / MEMORY_GOAL_MB:6.3f}: {verdict}"
-    )
+            runs = count_runs(session=session)
+        floor = runs / database_csv_seconds(engine)
+        plain = runs / plain_script_seconds(engine)
+        csv = in_process(engine, "csv")
+        js = in_process(engine, "json")
+        http_bytes, http_s, before, peak = over_http(engine)
+        with read_session(engine) as session:
+            audited = list_audit(session=session, action="export", limit=1)[0].details["rows"]
+    assert audited == runs and http_bytes == csv["bytes"], "the exports are not whole"
+    tool = "sqlite3 -csv" if backend == "sqlite" else "psql COPY CSV"
+    goal = CSV_GOAL[backend]
+    line("CSV in process", runs / csv["seconds"], floor, tool, goal)
+    line("JSON in process", runs / js["seconds"], floor, tool, goal * JSON_SHARE)
+    line("CSV over HTTP", runs / http_s, runs / csv["seconds"], "CSV in process", 1 / HTTP_GOAL)
+    line("CSV in process", runs / csv["seconds"], plain, "driver + csv", None)
+    memory("CSV in process", csv["peak_mb"])
+    memory("JSON in process", js["peak_mb"])
+    memory("serve-api during export.csv", peak, before)
+    print(f"  {csv['bytes'] / 2**20:,.1f} MB CSV, {js['bytes'] / 2**20:,.1f} MB JSON")
 
 
 def main() -> None:
@@ -114,10 +233,19 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000, help="runs to seed and export")
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument(
+        "--existing",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="export this already seeded database instead of seeding one (repeat: one per backend)",
+    )
     args = parser.parse_args()
-    print(f"export.csv over HTTP: {args.size:,} runs")
+    existing = {sa.make_url(url).get_backend_name(): url for url in args.existing}
+    existing = {("postgres" if k == "postgresql" else k): v for k, v in existing.items()}
+    print(f"audit export: {args.size:,} runs")
     for backend in backends(args.backend):
-        bench_backend(backend, args.postgres_url, args.size)
+        bench_backend(backend, args.postgres_url, args.size, existing.get(backend))
 
 
 if __name__ == "__main__":

@@ -1,35 +1,58 @@
 """Audit exports of the run history: CSV and JSON, streamed in constant memory.
 
 The app's downloads, `runwatch runs --format csv|json` and the API's export endpoints all call
-`etl.commands.export`, which streams these bytes, so the same filters and sort give the same bytes
-everywhere, and records each export (filters, row count, SHA-256) in the audit trail.
+`etl.commands.export`, which streams these bytes and records each export (filters, row count,
+SHA-256) in the audit trail, so the same filters and sort give the same bytes everywhere. The runs
+are read as Arrow batches (db.queries.arrow) and formatted a column at a time (reports.cells).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
+import pyarrow as pa
 import sqlalchemy as sa
 
-from db.models import Run, RunRecord, RunRow, run_duration
-from db.queries import (
-    RunFilters,
-    RunSort,
-    iter_runs,
-    read_session,
-)
+from db.models import RunRecord
+from db.queries import RunFilters, RunSort
+from db.queries.arrow import BATCH_ROWS, run_batches
+from reports.cells import csv_lines, json_records, neutralise
+
+__all__ = [
+    "FIELDS",
+    "FORMATS",
+    "MEDIA_TYPES",
+    "Format",
+    "file_name",
+    "neutralise",
+    "stream_export",
+]
 
 Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
 FIELDS = tuple(RunRecord.model_fields)
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_CHUNK_ROWS = 1000
+
+
+def csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
+    """The runs as CSV (header first), a chunk per batch."""
+    yield (",".join(FIELDS) + "\r\n").encode("ascii")
+    for batch in batches:
+        yield csv_lines(batch, FIELDS)
+
+
+def json_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
+    """The runs as a JSON array, one record per line, a chunk per batch."""
+    yield b"["
+    empty = True
+    for batch in batches:
+        if batch.num_rows:
+            records = json_records(batch, FIELDS)
+            yield records[1:] if empty else records  # the first record has no comma before it
+            empty = False
+    yield b"]\n" if empty else b"\n]\n"
 
 
 def file_name(fmt: Format, now: datetime | None = None) -> str:
@@ -38,105 +61,8 @@ def file_name(fmt: Format, now: datetime | None = None) -> str:
     return f"runwatch-runs-{stamp}.{fmt}"
 
 
-def neutralise(text: str) -> str:
-    """Text a spreadsheet would run as a formula, made inert with a leading apostrophe."""
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat(timespec="microseconds") if value else None
-
-
-def record_values(run: Run | RunRow) -> dict[str, Any]:
-    """The run's public record (RunRecord's fields, in order) as plain JSON values.
-
-    Times are ISO-8601 UTC, durations in seconds to the ms.
-    """
-    return dict(zip(FIELDS, _values(run), strict=True))
-
-
-def _values(run: Run | RunRow) -> list[Any]:
-    """record_values' values in FIELDS order (the per-row work of every export)."""
-    started, ended = run.started_at, run.ended_at
-    duration = run_duration(started, ended)
-    return [
-        run.id,
-        run.job,
-        run.status,
-        run.trigger,
-        run.triggered_by,
-        _iso(started),
-        _iso(ended),
-        None if duration is None else round(duration, 3),
-        run.total_records,
-        run.offset,
-        run.records_loaded,
-        run.records_rejected,
-        dict(run.counters or {}),
-        run.current_step,
-        run.error_type,
-        run.error_message,
-        _iso(run.created_at),
-        run.resumed_from,
-    ]
-
-
-# Where each kind of cell sits in a CSV row: the counters are written as compact sorted JSON and
-# text cells are neutralised; None, numbers and floats are left to the csv module (None -> "").
-_COUNTERS = FIELDS.index("counters")
-_TEXT_CELLS = tuple(
-    FIELDS.index(name)
-    for name in (
-        "job",
-        "status",
-        "trigger",
-        "triggered_by",
-        "current_step",
-        "error_type",
-        "error_message",
-    )
-)
-_compact_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-
-
-def _csv_row(run: Run | RunRow) -> list[Any]:
-    row = _values(run)
-    row[_COUNTERS] = _compact_json(row[_COUNTERS]) if row[_COUNTERS] else "{}"
-    for index in _TEXT_CELLS:
-        if row[index]:
-            row[index] = neutralise(row[index])
-    return row
-
-
-def csv_chunks(runs: Iterable[Run | RunRow]) -> Iterator[str]:
-    """The runs as CSV text (header first), a chunk per thousand rows."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(FIELDS)
-    for count, run in enumerate(runs, start=1):
-        writer.writerow(_csv_row(run))
-        if count % _CHUNK_ROWS == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
-
-
-def json_chunks(runs: Iterable[Run | RunRow]) -> Iterator[str]:
-    """The runs as a JSON array, one record per line, a chunk per thousand rows."""
-    parts, empty = ["["], True
-    for run in runs:
-        parts.append(("\n" if empty else ",\n") + json.dumps(record_values(run)))
-        empty = False
-        if len(parts) >= _CHUNK_ROWS:
-            yield "".join(parts)
-            parts = []
-    parts.append("]\n" if empty else "\n]\n")
-    yield "".join(parts)
-
-
 class stream_export:  # noqa: N801 (used as the function it replaced; iterates like a generator)
-    """The filtered, sorted history in `fmt` as UTF-8 chunks, streamed in constant memory.
+    """The filtered, sorted history in `fmt` as chunks of bytes, streamed in constant memory.
 
     `rows` counts the runs written so far. `etl.commands.export` hashes these bytes and records the
     export in the audit trail.
@@ -162,12 +88,12 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
         self, engine: sa.Engine, fmt: Format, filters: RunFilters, sort: RunSort
     ) -> Iterator[bytes]:
         chunks = csv_chunks if fmt == "csv" else json_chunks
-        with read_session(engine) as session:
-            rows_in_order = iter_runs(session=session, filters=filters, sort=sort)
-            for text in chunks(self._counted(rows_in_order)):
-                yield text.encode("utf-8")
+        batches = run_batches(engine=engine, filters=filters, sort=sort, rows=BATCH_ROWS)
+        for data in chunks(self._counted(batches)):
+            if data:
+                yield data
 
-    def _counted(self, runs: Iterator[RunRow]) -> Iterator[RunRow]:
-        for run in runs:
-            self.rows += 1
-            yield run
+    def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            self.rows += batch.num_rows
+            yield batch

@@ -24,7 +24,6 @@ from db.queries import (
     append_event,
     get_job,
     get_run,
-    iter_runs,
     list_audit,
     list_runs,
     read_session,
@@ -32,7 +31,7 @@ from db.queries import (
 )
 from db.settings import Settings
 from reports.eta import Pace
-from reports.export import FIELDS, record_values, stream_export
+from reports.export import stream_export
 from tests.apiserver import running_api, running_app
 from tests.factories import make_run
 
@@ -528,18 +527,6 @@ def test_export_bytes_equal_the_cli_export(
     printed = subprocess.run(command, env=env, capture_output=True, check=True, timeout=120)
     assert response.content == printed.stdout
     assert response.content.count(b"boom") == 2  # runs 1 and 7: failed demo runs of that day
-
-
-def test_export_rows_give_the_values_of_orm_runs(engine: sa.Engine) -> None:
-    seed(engine, 6)
-    with write_session(engine) as session:
-        make_run(session, status="running", ended_at=None, total_records=None, counters={})
-    with read_session(engine) as session:
-        rows = list(iter_runs(session=session))
-        from_runs = [record_values(get_run(session=session, run_id=row.id)) for row in rows]
-        from_rows = [record_values(row) for row in rows]
-    assert from_rows == from_runs
-    assert all(tuple(values) == FIELDS for values in from_rows)
 
 
 def test_export_with_bad_sort_is_422(client: httpx.Client) -> None:

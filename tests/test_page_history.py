@@ -26,7 +26,8 @@ from db.queries import (
     write_session,
 )
 from db.settings import get_settings
-from reports.export import FIELDS, record_values, stream_export
+from reports.export import FIELDS, stream_export
+from tests.export_reference import record_values
 from tests.factories import make_run
 from tests.pages import run_page, texts
 from ui.actions import export_file

@@ -8,14 +8,24 @@ import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from unittest.mock import patch
 
 import sqlalchemy as sa
 
 from db.models import Run
-from db.queries import RunFilters, RunSort, list_audit, read_session, write_session
+from db.queries import (
+    SORT_KEYS,
+    RunFilters,
+    RunSort,
+    iter_runs,
+    list_audit,
+    read_session,
+    write_session,
+)
 from etl import commands
 from etl.commands import Caller, Source
 from reports.export import FIELDS, neutralise, stream_export
+from tests.export_reference import csv_bytes, json_bytes
 from tests.factories import make_run
 
 HEADER = (
@@ -125,3 +135,112 @@ def test_each_export_is_audited_with_its_filters_row_count_and_sha256(engine: sa
 def test_empty_exports_are_well_formed(engine: sa.Engine) -> None:
     assert json.loads(export(engine, "json")) == []
     assert csv_rows(export(engine, "csv")) == []
+
+
+AWKWARD_TEXT = (
+    FORMULA,
+    "-1 rows",
+    "\tindented",
+    "\rreturn",
+    'said "no", then left',
+    "line one\nline two\r\nline three",
+    "naïve café — 東京 🚀",
+    "",
+    "back\\slash and \x7f and \x01",
+    "a,b",
+    " leading space",
+)
+AWKWARD_COUNTERS: tuple[Any, ...] = (
+    {},
+    {"subjects_processed": 7, "categories_processed": 1},
+    {"extracted": 10, "loaded": 9, "rejected": 1},
+    {"b": -3, "a": 0, "c": 12345678901234567890},
+    {"ratio": 0.25, "label": 'x,"y"', "nested": {"z": 1, "a": [1, 2]}},
+    {"ünï": 1, "a": None, "t": True},
+    {f"k{i:03d}": i for i in reversed(range(300))},  # huge, in reverse order
+    {"key, with: separators": 1, "{": 2},
+)
+
+
+def test_awkward_values_export_the_bytes_the_row_writer_gives(engine: sa.Engine) -> None:
+    start = datetime(2026, 3, 1, 8, 0, 0, 123456, tzinfo=UTC)
+    durations = (0, 1, 499, 500, 501, 1500, 62500, 1_000_500, 999_999_999, 123_456_789_012, -400)
+    with write_session(engine) as session:
+        previous = None
+        for i in range(40):
+            started = start + timedelta(seconds=i, microseconds=i * 7919)
+            text = AWKWARD_TEXT[i % len(AWKWARD_TEXT)]
+            previous = make_run(
+                session,
+                job="demo" if i % 3 else "csv_import",
+                triggered_by=text,
+                error_type=None if i % 2 else "JobError",
+                error_message=None if i % 4 == 1 else text,
+                current_step=None if i % 5 else "load",
+                started_at=started,
+                created_at=started,
+                ended_at=None
+                if i % 7 == 6
+                else started + timedelta(microseconds=durations[i % len(durations)]),
+                total_records=None if i % 6 == 0 else i * 1000,
+                resumed_from=previous.id if previous and i % 2 else None,
+                counters=AWKWARD_COUNTERS[i % len(AWKWARD_COUNTERS)],
+            )
+            if i % 13 == 12:  # queued and never started
+                previous.started_at = None
+    with read_session(engine) as session:
+        runs = list(iter_runs(session=session))
+    assert export(engine, "csv") == csv_bytes(runs)
+    assert export(engine, "json") == json_bytes(runs)
+
+
+def test_batches_join_into_the_bytes_of_one_batch(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        for i in range(25):
+            make_run(session, error_message=AWKWARD_TEXT[i % len(AWKWARD_TEXT)])
+    with read_session(engine) as session:
+        runs = list(iter_runs(session=session))
+    for fmt, expected in (("csv", csv_bytes(runs)), ("json", json_bytes(runs))):
+        with patch("reports.export.BATCH_ROWS", 4):
+            assert export(engine, fmt) == expected
+
+
+def test_columns_empty_in_the_first_batch_take_values_later(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        for i in range(10):
+            late = i >= 7  # created first, so exported last (newest first)
+            make_run(
+                session,
+                created_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=10 - i),
+                error_message="boom" if late else None,
+                total_records=5 if late else None,
+                current_step="load" if late else None,
+            )
+    with read_session(engine) as session:
+        runs = list(iter_runs(session=session))
+    with patch("reports.export.BATCH_ROWS", 3):
+        assert export(engine, "csv") == csv_bytes(runs)
+        assert export(engine, "json") == json_bytes(runs)
+
+
+def test_every_sort_keeps_its_order_across_batches(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        for i in range(9):
+            make_run(session, status="failed" if i % 2 else "finished", records_loaded=i % 3)
+    for key in SORT_KEYS:
+        for descending in (True, False):
+            sort = RunSort(key=key, descending=descending)
+            with read_session(engine) as session:
+                expected = [run.id for run in iter_runs(session=session, sort=sort)]
+            with patch("reports.export.BATCH_ROWS", 2):
+                data = b"".join(stream_export(engine=engine, fmt="json", sort=sort))
+            assert [record["id"] for record in json.loads(data)] == expected, sort
+
+
+def test_filter_values_with_quotes_are_bound_not_spliced(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        make_run(session, status="failed", error_message="it's 'quoted'; DROP TABLE run; --")
+        make_run(session, status="failed", error_message="plain")
+    rows = csv_rows(export(engine, "csv", error_text="it's 'quoted'", jobs=("o'brien", "demo")))
+    assert [row["error_message"] for row in rows] == ["it's 'quoted'; DROP TABLE run; --"]
+    assert len(csv_rows(export(engine, "csv"))) == 2

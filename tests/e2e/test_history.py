@@ -12,8 +12,8 @@ import pytest
 from db.engine import get_engine
 from db.models import utcnow
 from db.queries import RunFilters, iter_runs, list_audit, read_session, write_session
-from reports.export import csv_chunks
 from tests.e2e.conftest import AppServer, poll, screenshot, wait_for_app
+from tests.export_reference import csv_bytes
 from tests.factories import make_run
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +66,7 @@ def test_filter_by_status_and_download_csv_equals_the_database(
     engine = get_engine(app_server.database_url)
     with read_session(engine) as session:
         runs = list(iter_runs(session=session, filters=RunFilters(statuses=("failed",))))
-        expected = "".join(csv_chunks(runs)).encode("utf-8")
+        expected = csv_bytes(runs)
         audit = list_audit(session=session, action="export")
     assert data == expected
     assert len(data.decode().splitlines()) == 1 + 6

@@ -1,0 +1,241 @@
+"""The audit export's cells, a column at a time: Arrow batches of runs in, CSV or JSON bytes out.
+
+Every value is formatted by pyarrow.compute kernels over whole columns. The bytes are the ones
+Python's `csv.writer` and `json.dumps` give for each run's record (tests/export_reference.py pins
+them), so the few cells a kernel cannot prove it renders alike (a duration exactly between two
+milliseconds, a text with a quote or non-ASCII for JSON, counters that are not a flat object of
+integers) are handed, on their own, to those very Python functions.
+
+pyarrow.csv cannot write these bytes (it quotes every string, the header too, and writes "" for an
+empty one), so each line is joined by `binary_join_element_wise` and the lines' buffer is the chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+# a string column: one batch's cells of one field, null where the value is
+Cells: TypeAlias = pa.Array
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA = "^[=+\\-@\\t\\r]"
+_CSV_QUOTED = '[,"\\r\\n]'  # what makes Python's csv (QUOTE_MINIMAL) quote a cell
+_JSON_ESCAPED = '[^\\x20-\\x7e]|["\\\\]'  # what json.dumps (ensure_ascii) escapes in a string
+# A counters object the kernels render: json.dumps' own text of a flat object of integers, its
+# keys printable ASCII that needs no escaping and holds none of the characters the rewrite splits on.
+_KEY = '"[\\x20\\x21\\x23-\\x2b\\x2d-\\x39\\x3b-\\x5b\\x5d-\\x7a\\x7c\\x7e]*"'
+_INT = "-?(?:0|[1-9][0-9]*)"
+_FLAT = f"^\\{{(?:{_KEY}: {_INT}(?:, {_KEY}: {_INT})*)?\\}}$"
+_MS_EXACT_BELOW = 10**15  # microseconds: under ~31 years a float holds the duration to < 0.5 µs
+
+compact_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+def neutralise(text: str) -> str:
+    """Text a spreadsheet would run as a formula, made inert with a leading apostrophe."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def _where(
+    cells: Cells,
+    mask: pa.Array,
+    fix: Callable[[pa.Array], pa.Array],
+    source: pa.Array | None = None,
+) -> Cells:
+    """`cells` with the masked ones replaced by `fix` of the masked `source` values (default: the
+    cells themselves): the costly rendering runs on the few cells that need it."""
+    mask = pc.fill_null(mask, False)
+    if not pc.any(mask).as_py():
+        return cells
+    fixed = fix((cells if source is None else source).filter(mask))
+    return pc.replace_with_mask(cells, mask, fixed.cast(pa.string()))
+
+
+def _python(fix: Callable[[Any], str]) -> Callable[[pa.Array], pa.Array]:
+    """`fix`, a Python function of one value, over an array (for rare cells only)."""
+    return lambda values: pa.array([fix(value) for value in values.to_pylist()], pa.string())
+
+
+def join(parts: Sequence[Cells | str], sep: str = "") -> Cells:
+    """The element-wise concatenation of columns and constants (null in, null out)."""
+    return pc.binary_join_element_wise(*parts, sep)
+
+
+def integers(values: pa.Array) -> Cells:
+    """Integers as decimal text."""
+    return pc.cast(values, pa.string())
+
+
+def iso_times(times: pa.Array) -> Cells:
+    """UTC timestamps (timestamp[us]) as datetime.isoformat(timespec="microseconds") writes them."""
+    text = pc.utf8_replace_slice(pc.cast(times, pa.string()), 10, 11, "T")  # 'YYYY-MM-DD hh…'
+    return join([text, "+00:00"])
+
+
+def durations(started: pa.Array, ended: pa.Array) -> Cells:
+    """Seconds from start to end rounded to the ms, as repr(round(seconds, 3)) writes them."""
+    micros = pc.cast(pc.subtract(ended, started), pa.int64())
+    ms = pc.divide(pc.add(micros, 500), 1000)
+    whole, part = pc.divide(ms, 1000), pc.modulo(ms, 1000)
+    decimals = pc.utf8_rtrim(pc.utf8_lpad(integers(part), 3, "0"), "0")
+    text = join([integers(whole), pc.if_else(pc.equal(decimals, ""), "0", decimals)], ".")
+    # float rounding decides ties, negatives (-0.0) and ages-long spans: Python renders those
+    odd = pc.or_(pc.equal(pc.modulo(micros, 1000), 500), pc.less(micros, 0))
+    odd = pc.or_(odd, pc.greater_equal(micros, _MS_EXACT_BELOW))
+    return _where(text, odd, _python(_duration_text), micros)
+
+
+def _duration_text(micros: int) -> str:
+    return repr(round(timedelta(microseconds=micros).total_seconds(), 3))
+
+
+def csv_text(values: pa.Array, neutralised: bool = True) -> Cells:
+    """Text cells as the CSV writes them: formulas neutralised, quoted where csv would quote."""
+    if neutralised:
+        values = _where(values, pc.match_substring_regex(values, _FORMULA), _apostrophe)
+    return _where(values, pc.match_substring_regex(values, _CSV_QUOTED), _csv_quoted)
+
+
+def _apostrophe(values: pa.Array) -> Cells:
+    return join(["'", values])
+
+
+def _csv_quoted(values: pa.Array) -> Cells:
+    return join(['"', pc.replace_substring(values, '"', '""'), '"'])
+
+
+def json_text(values: pa.Array) -> Cells:
+    """Text cells as json.dumps writes them ('null' for None)."""
+    text = pc.fill_null(join(['"', values, '"']), "null")
+    escaped = pc.match_substring_regex(values, _JSON_ESCAPED)
+    return _where(text, escaped, _python(json.dumps), values)
+
+
+def csv_counters(stored: pa.Array) -> Cells:
+    """The stored counters JSON as the CSV writes it: compact with sorted keys, quoted."""
+    return _rewritten(stored, _sorted_compact, _sorted_compact_python)
+
+
+def json_counters(stored: pa.Array) -> Cells:
+    """The stored counters JSON as json.dumps writes the counters dict."""
+    return _rewritten(stored, None, _dumped_python)
+
+
+Rewrite = Callable[[list[str]], Callable[[pa.Array], Cells]]  # key order -> its rewrite
+
+
+def _rewritten(stored: pa.Array, rewrite: Rewrite | None, python: Callable[[Any], str]) -> Cells:
+    """Counters text through `rewrite` (None: as stored) where they are a flat object of integers
+    with distinct keys, grouped by their key order; the others through `python`."""
+    flat = pc.fill_null(pc.match_substring_regex(stored, _FLAT), False)
+    keys = pc.replace_substring_regex(stored, f": {_INT}", "")  # '{"b", "a"}': the key order
+    order = pc.dictionary_encode(pc.if_else(flat, keys, None))
+    result, odd = stored, pc.invert(flat)
+    for code, signature in enumerate(order.dictionary.to_pylist()):
+        names = json.loads("[" + signature[1:-1] + "]")
+        here = pc.fill_null(pc.equal(order.indices, code), False)
+        if len(set(names)) < len(names):
+            odd = pc.or_(odd, here)
+        elif rewrite is not None:
+            result = _where(result, here, rewrite(names))
+    return _where(result, odd, _python(python), stored)
+
+
+def _sorted_compact(names: list[str]) -> Callable[[pa.Array], Cells]:
+    """The rewrite of flat counters with keys `names`, in that order, to their CSV cell: sorted,
+    compact and quoted. Each value is cut out of its ', '-separated pair by position."""
+
+    def rewrite(stored: pa.Array) -> Cells:
+        if not names:
+            return stored  # '{}'
+        pairs = pc.split_pattern(stored, ", ")
+        values = {}
+        for i, name in enumerate(names):
+            start = len(name) + 4 + (i == 0)  # '{' before the first '"name": '
+            stop = -1 if i == len(names) - 1 else None  # '}' after the last value
+            values[name] = pc.utf8_slice_codeunits(pc.list_element(pairs, i), start, stop)
+        parts: list[Cells | str] = []
+        for i, name in enumerate(sorted(names)):
+            parts += [('"{' if i == 0 else ",") + f'""{name}"":', values[name]]
+        return join([*parts, '}"'])
+
+    return rewrite
+
+
+def _counters(stored: str | None) -> dict[str, Any]:
+    return dict(json.loads(stored) or {}) if stored is not None else {}
+
+
+def _sorted_compact_python(stored: str | None) -> str:
+    counters = _counters(stored)
+    return _csv_cell(compact_json(counters) if counters else "{}")
+
+
+def _csv_cell(text: str) -> str:
+    """`text` quoted as csv.writer quotes a cell (the kernels' _csv_quoted, in Python)."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text
+
+
+def _dumped_python(stored: str | None) -> str:
+    return json.dumps(_counters(stored))
+
+
+_TEXT = ("job", "status", "trigger", "triggered_by", "current_step", "error_type", "error_message")
+_INTEGERS = ("id", "total_records", "offset", "records_loaded", "records_rejected", "resumed_from")
+
+
+Format = Callable[[pa.Array], Cells]
+
+
+def _cells(
+    batch: pa.RecordBatch, text: Format, counters: Format, times: Format
+) -> dict[str, Cells]:
+    """Every field's cells of the batch (RunRecord's fields), by name."""
+    column = batch.column
+    cells = {name: text(column(name)) for name in _TEXT}
+    cells |= {name: integers(column(name)) for name in _INTEGERS}
+    cells["start_date"] = times(column("started_at"))
+    cells["end_date"] = times(column("ended_at"))
+    cells["created_at"] = times(column("created_at"))
+    cells["duration"] = durations(column("started_at"), column("ended_at"))
+    cells["counters"] = counters(column("counters"))
+    return cells
+
+
+def csv_lines(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
+    """The batch's runs as CSV lines (csv.writer's bytes: QUOTE_MINIMAL, CRLF, None as '')."""
+    cells = _cells(batch, csv_text, csv_counters, iso_times)
+    columns = [pc.fill_null(cells[name], "") for name in fields]
+    columns[-1] = join([columns[-1], "\r\n"])
+    return _bytes(join(columns, ","))
+
+
+def json_records(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
+    """The batch's runs as json.dumps writes their records, each after ',\\n'."""
+    cells = _cells(batch, json_text, json_counters, _json_times)
+    parts: list[Cells | str] = []
+    for i, name in enumerate(fields):
+        parts.append((",\n{" if i == 0 else ", ") + json.dumps(name) + ": ")
+        parts.append(pc.fill_null(cells[name], "null"))
+    parts.append("}")
+    return _bytes(join(parts))
+
+
+def _json_times(times: pa.Array) -> Cells:
+    return join(['"', iso_times(times), '"'])
+
+
+def _bytes(lines: pa.Array) -> bytes:
+    """The concatenated values of a string array: its data buffer, copied once."""
+    if len(lines) == 0:
+        return b""
+    _, offsets, data = lines.buffers()
+    bounds = memoryview(offsets).cast("i")  # int32 value offsets
+    start, end = bounds[lines.offset], bounds[lines.offset + len(lines)]
+    return bytes(memoryview(data)[start:end])
