@@ -32,10 +32,10 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _CHUNK_ROWS = 1000
 
 
-def file_name(fmt: Format, now: datetime | None = None) -> str:
+def file_name(fmt: Format, now: datetime | None = None, *, what: str = "runs") -> str:
     """An export's file name, stamped with the UTC time it was asked for."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"runwatch-runs-{stamp}.{fmt}"
+    return f"runwatch-{what}-{stamp}.{fmt}"
 
 
 def neutralise(text: str) -> str:
