@@ -54,10 +54,23 @@ def _lock_chain(session: Session) -> None:
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_AUDIT_LOCK})
 
 
-def _head(session: Session) -> str:
-    """The row_hash of the newest row (GENESIS when the ledger is empty)."""
-    newest = select(AuditEvent.row_hash).order_by(col(AuditEvent.id).desc()).limit(1)
-    return session.exec(newest).first() or GENESIS
+_NEWEST = select(col(AuditEvent.id), col(AuditEvent.row_hash)).order_by(col(AuditEvent.id).desc())
+_INSERT = sa.insert(AuditEvent)
+_HEAD = {
+    # The next id is taken before the row is hashed, since the hash covers it.
+    "postgresql": sa.select(
+        sa.func.nextval(sa.func.pg_get_serial_sequence("audit_event", "id")),
+        _NEWEST.with_only_columns(col(AuditEvent.row_hash)).limit(1).scalar_subquery(),
+    ),
+    # Under BEGIN IMMEDIATE nobody else writes: the next id is the newest one's plus 1 (as SQLite picks).
+    "sqlite": sa.select(
+        sa.func.coalesce(
+            _NEWEST.with_only_columns(col(AuditEvent.id)).limit(1).scalar_subquery(), 0
+        )
+        + 1,
+        _NEWEST.with_only_columns(col(AuditEvent.row_hash)).limit(1).scalar_subquery(),
+    ),
+}
 
 
 def record_audit(
@@ -68,17 +81,21 @@ def record_audit(
     target: str = "",
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one audit event to the chain (the ledger's only append)."""
+    """Append one audit event to the chain (the ledger's only append), sealed with its hash."""
     _lock_chain(session)
+    next_id, head = session.execute(_HEAD[session.get_bind().dialect.name]).one()
     # Through JSON and back, so the hash covers exactly what the database returns later.
     stored = json.loads(json.dumps(details or {}))
     event = AuditEvent(
-        actor=actor, action=action, target=target, details=stored, prev_hash=_head(session)
+        id=next_id,
+        actor=actor,
+        action=action,
+        target=target,
+        details=stored,
+        prev_hash=head or GENESIS,
     )
-    session.add(event)
-    session.flush()
     event.row_hash = seal(event)
-    session.flush()
+    session.execute(_INSERT, event.model_dump())
     return event
 
 
