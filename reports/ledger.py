@@ -27,8 +27,8 @@ def verify_ledger(engine: sa.Engine) -> ChainReport:
 def ledger_message(report: ChainReport) -> str:
     """One line: "intact: N events" or the first row that was changed, deleted or inserted."""
     if report.broken_id is None or report.breach is None:
-        return f"intact: {report.intact:,} events (newest hash {report.head[:16]})"
-    before = f"{report.intact:,} events before it are intact"
+        return f"intact: {report.intact:,} events (newest hash {report.head[:16]})"  # as the issue says
+    before = f"{report.intact:,} event{'' if report.intact == 1 else 's'} before it intact"
     return f"broken at audit row #{report.broken_id}: {_BREACHES[report.breach]}; {before}"
 
 

@@ -48,29 +48,35 @@ def event_hash(
     return hashlib.sha256(_canonical(content).encode("utf-8")).hexdigest()
 
 
-def _lock_chain(session: Session) -> None:
-    """Serialise appends for this transaction (SQLite's BEGIN IMMEDIATE already does), so one chain."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_AUDIT_LOCK})
-
-
-_NEWEST = select(col(AuditEvent.id), col(AuditEvent.row_hash)).order_by(col(AuditEvent.id).desc())
 _INSERT = sa.insert(AuditEvent)
-_HEAD = {
-    # The next id is taken before the row is hashed, since the hash covers it.
-    "postgresql": sa.select(
-        sa.func.nextval(sa.func.pg_get_serial_sequence("audit_event", "id")),
-        _NEWEST.with_only_columns(col(AuditEvent.row_hash)).limit(1).scalar_subquery(),
-    ),
-    # Under BEGIN IMMEDIATE nobody else writes: the next id is the newest one's plus 1 (as SQLite picks).
-    "sqlite": sa.select(
-        sa.func.coalesce(
-            _NEWEST.with_only_columns(col(AuditEvent.id)).limit(1).scalar_subquery(), 0
-        )
-        + 1,
-        _NEWEST.with_only_columns(col(AuditEvent.row_hash)).limit(1).scalar_subquery(),
-    ),
-}
+_NEWEST = "SELECT {} FROM audit_event ORDER BY id DESC LIMIT 1"
+# Both take the next id first, since the hash covers it. On PostgreSQL the advisory lock serialises
+# appends; the head is read by a second statement, with a snapshot taken once the lock is held, sent in
+# the same round trip (psycopg runs a parameterless string of statements in one go).
+_PG_HEAD = (
+    f"SELECT pg_advisory_xact_lock({PG_AUDIT_LOCK}); "
+    f"SELECT nextval(pg_get_serial_sequence('audit_event', 'id')), ({_NEWEST.format('row_hash')})"
+)
+# Under BEGIN IMMEDIATE nobody else writes: the next id is the newest one's plus 1, as SQLite picks.
+_SQLITE_HEAD = sa.text(
+    f"SELECT coalesce(({_NEWEST.format('id')}), 0) + 1, ({_NEWEST.format('row_hash')})"
+)
+
+
+def _next_id_and_head(session: Session) -> tuple[int, str | None]:
+    """The id the next row gets and the newest row's hash, with appends serialised until commit."""
+    if session.get_bind().dialect.name != "postgresql":
+        next_id, head = session.execute(_SQLITE_HEAD).one()
+        return int(next_id), head
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(_PG_HEAD)
+        cursor.nextset()
+        row = cursor.fetchone()
+    finally:
+        cursor.close()
+    assert row is not None
+    return int(row[0]), row[1]
 
 
 def record_audit(
@@ -82,8 +88,7 @@ def record_audit(
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one audit event to the chain (the ledger's only append), sealed with its hash."""
-    _lock_chain(session)
-    next_id, head = session.execute(_HEAD[session.get_bind().dialect.name]).one()
+    next_id, head = _next_id_and_head(session)
     # Through JSON and back, so the hash covers exactly what the database returns later.
     stored = json.loads(json.dumps(details or {}))
     event = AuditEvent(
