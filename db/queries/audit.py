@@ -104,7 +104,7 @@ def record_audit(
     return event
 
 
-def seal(event: AuditEvent) -> str:
+def seal(event: AuditEvent | ChainRow) -> str:
     """The hash `event` must carry, given its content and prev_hash."""
     assert event.id is not None
     return event_hash(
@@ -139,7 +139,7 @@ class ChainReport:
     breach: Breach | None = None
 
 
-def check_chain(rows: Iterable[AuditEvent]) -> ChainReport:
+def check_chain(rows: Iterable[ChainRow]) -> ChainReport:
     """Walk the rows in id order and stop at the first one that was changed, deleted or inserted."""
     expected, intact = GENESIS, 0
     for row, after in _with_next(rows):
@@ -156,9 +156,9 @@ def check_chain(rows: Iterable[AuditEvent]) -> ChainReport:
     return ChainReport(intact, expected)
 
 
-def _with_next(rows: Iterable[AuditEvent]) -> Iterator[tuple[AuditEvent, AuditEvent | None]]:
+def _with_next(rows: Iterable[ChainRow]) -> Iterator[tuple[ChainRow, ChainRow | None]]:
     """Each row with the one after it (None after the last)."""
-    previous: AuditEvent | None = None
+    previous: ChainRow | None = None
     for row in rows:
         if previous is not None:
             yield previous, row
@@ -167,12 +167,28 @@ def _with_next(rows: Iterable[AuditEvent]) -> Iterator[tuple[AuditEvent, AuditEv
         yield previous, None
 
 
+class ChainRow(NamedTuple):
+    """One audit row as the verification reads it."""
+
+    id: int
+    ts: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str | None
+    row_hash: str | None
+
+
+_CHAIN = sa.select(*(col(getattr(AuditEvent, name)) for name in ChainRow._fields)).order_by(
+    col(AuditEvent.id)
+)
+
+
 def verify_chain(*, session: Session) -> ChainReport:
-    """Check the whole ledger, oldest first, in one read."""
-    rows = session.exec(
-        select(AuditEvent).order_by(col(AuditEvent.id)).execution_options(yield_per=1000)
-    )
-    return check_chain(rows)
+    """Check the whole ledger, oldest first, in one streamed read (tuples, not ORM objects)."""
+    result = session.execute(_CHAIN.execution_options(yield_per=1000))
+    return check_chain(ChainRow._make(row) for row in result)
 
 
 # ---------------------------------------------------------------- reading
