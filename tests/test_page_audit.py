@@ -136,3 +136,8 @@ def test_audit_download_is_the_filtered_trail_and_is_itself_recorded(
     assert recorded.target == "audit" and recorded.details["rows"] == 2
     at.file_uploader(key="audit_upload").set_value(("audit.json", data, "application/json")).run()
     assert "JSON of audit, 2 rows" in at.success[0].value
+
+
+def test_audit_unreachable_database_shows_a_banner(database_down: None) -> None:
+    at = audit_page()
+    assert "cannot be reached" in "\n".join(e.value for e in at.error)
