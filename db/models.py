@@ -256,7 +256,7 @@ class RunEvent(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """Who did what, when: triggers, cancels, retries, exports, config changes."""
+    """Who did what, when: triggers, cancels, retries, exports, config changes; a hash chain."""
 
     __tablename__ = "audit_event"
 
@@ -266,6 +266,8 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=50)
     target: str = Field(default="", max_length=200)
     details: dict[str, Any] = _json()
+    prev_hash: str | None = Field(default=None, max_length=64)  # the previous row's row_hash
+    row_hash: str | None = Field(default=None, max_length=64)  # SHA-256 of this row and prev_hash
 
 
 class DemoCategory(SQLModel, table=True):

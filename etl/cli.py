@@ -40,7 +40,7 @@ from etl.progress import ProgressBar
 from etl.runner import Runner
 from etl.schedules import Catchup
 from etl.worker import Worker, make_worker_id
-from reports import dates
+from reports import dates, ledger
 from reports.durations import format_duration
 from reports.eta import Pace
 
@@ -373,6 +373,27 @@ def _table_row(run: RunRow) -> str:
     )
 
 
+# ---------------------------------------------------------------- audit ledger
+
+
+def cmd_audit_verify(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Check the audit ledger's hash chain: 0 intact, 1 broken (naming the first broken row)."""
+    report = ledger.verify_ledger(engine)
+    print(ledger.ledger_message(report), file=sys.stdout if report.breach is None else sys.stderr)
+    return EXIT_OK if report.breach is None else EXIT_FAILED
+
+
+def cmd_audit_verify_export(args: argparse.Namespace, engine: sa.Engine) -> int:
+    """Whether a file is byte for byte an export Runwatch recorded: 0 matched, 1 no match."""
+    try:
+        with open(args.file, "rb") as stream:
+            digest, found = ledger.match_export(engine, stream)
+    except OSError as error:
+        raise RunwatchError(f"Cannot read {args.file}: {error.strerror}.") from None
+    print(ledger.export_message(digest, found), file=sys.stdout if found else sys.stderr)
+    return EXIT_OK if found else EXIT_FAILED
+
+
 # ---------------------------------------------------------------- worker and seeding
 
 
@@ -456,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="execute at most one run, then exit")
     worker.set_defaults(handler=cmd_worker)
     _add_seed_command(commands)
+    _add_audit_commands(commands)
     serve = commands.add_parser("serve-api", help="serve the HTTP API and SSE feed")
     serve.add_argument("--host", default=settings.api_host)
     serve.add_argument("--port", type=int, default=settings.api_port)
@@ -568,6 +590,18 @@ def refuse_new_database(url: str) -> None:
             f"No database at {path}. Create it with `runwatch init-db` (make run does), or point "
             "RUNWATCH_DATABASE_URL at the database you mean."
         )
+
+
+def _add_audit_commands(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="check the tamper-evident audit ledger")
+    checks = audit.add_subparsers(dest="audit_command", required=True, metavar="CHECK")
+    verify = checks.add_parser("verify", help="check the hash chain; name the first broken row")
+    verify.set_defaults(handler=cmd_audit_verify)
+    export = checks.add_parser(
+        "verify-export", help="whether FILE is exactly an export Runwatch recorded, and whose"
+    )
+    export.add_argument("file", metavar="FILE", help="a CSV or JSON export")
+    export.set_defaults(handler=cmd_audit_verify_export)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

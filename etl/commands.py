@@ -23,6 +23,7 @@ from sqlmodel import Session
 from db.models import JOB_NAME_MAX, Job, Run, RunStatus, Trigger, utcnow
 from db.queries import (
     ActiveRunExists,
+    AuditFilters,
     BadParams,
     InvalidState,
     JobDisabled,
@@ -49,6 +50,7 @@ from etl.jobs import Job as JobKind
 from etl.jobs import JobError, job_class
 from etl.schedules import Catchup, Policy, Schedule, ScheduleError, Skipped, plan_ticks
 from etl.wakeup import wake_local_workers
+from reports.audit_export import stream_audit_export
 from reports.export import Format, stream_export
 
 JOB_NAME = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{JOB_NAME_MAX - 1}}}")
@@ -440,8 +442,36 @@ def export(
 ) -> Iterator[bytes]:
     """The filtered history as CSV or JSON bytes, recorded in the audit trail once the last byte is out."""
     filters, sort = filters or RunFilters(), sort or RunSort()
-    digest = hashlib.sha256()
     stream = stream_export(engine=engine, fmt=fmt, filters=filters, sort=sort)
+    return _recorded_export(
+        engine,
+        caller,
+        "runs",
+        stream,
+        format=fmt,
+        filters=filters.as_dict(),
+        sort={"key": sort.key, "descending": sort.descending},
+    )
+
+
+def export_audit(
+    engine: sa.Engine, caller: Caller, fmt: Format, filters: AuditFilters | None = None
+) -> Iterator[bytes]:
+    """The filtered audit trail as CSV or JSON bytes, itself recorded as an export (target `audit`)."""
+    filters = filters or AuditFilters()
+    stream = stream_audit_export(engine=engine, fmt=fmt, filters=filters)
+    return _recorded_export(engine, caller, "audit", stream, format=fmt, filters=filters.as_dict())
+
+
+def _recorded_export(
+    engine: sa.Engine,
+    caller: Caller,
+    target: str,
+    stream: stream_export | stream_audit_export,
+    **details: Any,
+) -> Iterator[bytes]:
+    """Pass the export's bytes on, then record it with its row count and SHA-256."""
+    digest = hashlib.sha256()
     for chunk in stream:
         digest.update(chunk)
         yield chunk
@@ -450,10 +480,8 @@ def export(
             session,
             caller,
             "export",
-            "runs",
-            format=fmt,
-            filters=filters.as_dict(),
-            sort={"key": sort.key, "descending": sort.descending},
+            target,
+            **details,
             rows=stream.rows,
             sha256=digest.hexdigest(),
         )

@@ -55,10 +55,10 @@ def json_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
     yield b"]\n" if empty else b"\n]\n"
 
 
-def file_name(fmt: Format, now: datetime | None = None) -> str:
+def file_name(fmt: Format, now: datetime | None = None, *, what: str = "runs") -> str:
     """An export's file name, stamped with the UTC time it was asked for."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"runwatch-runs-{stamp}.{fmt}"
+    return f"runwatch-{what}-{stamp}.{fmt}"
 
 
 class stream_export:  # noqa: N801 (used as the function it replaced; iterates like a generator)

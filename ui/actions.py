@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from db.models import RunStatus
-from db.queries import RunFilters, RunSort, RunwatchError
+from db.queries import AuditFilters, RunFilters, RunSort, RunwatchError
 from db.settings import get_settings
 from etl import commands
 from etl.commands import Caller, Source
@@ -86,3 +86,9 @@ def export_file(
     """
     who = caller()
     return lambda: b"".join(commands.export(ready, who, fmt, filters, sort))
+
+
+def export_audit_file(ready: sa.Engine, fmt: Format, filters: AuditFilters) -> Callable[[], bytes]:
+    """A callable producing the audit trail's export; it runs (and is itself audited) only when called."""
+    who = caller()
+    return lambda: b"".join(commands.export_audit(ready, who, fmt, filters))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 
 import streamlit as st
 
 from db.models import MAX_ID, RunStatus, Trigger
 from db.queries import SORT_KEYS, RunFilters, RunSort
+from ui.links import choices as _choices
+from ui.links import day as _day
+from ui.links import day_bounds, save
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -47,10 +50,7 @@ class HistoryView:
 
     def filters(self) -> RunFilters:
         """The view's filters as db.queries understands them."""
-        since = datetime.combine(self.first_day, time(), tzinfo=UTC) if self.first_day else None
-        until = None
-        if self.last_day:
-            until = datetime.combine(self.last_day + timedelta(days=1), time(), tzinfo=UTC)
+        since, until = day_bounds(self.first_day, self.last_day)
         return RunFilters(
             statuses=self.statuses,
             jobs=self.jobs,
@@ -76,22 +76,6 @@ def _named(params: Mapping[str, str | list[str]], warnings: list[str]) -> dict[s
         elif name not in raw or key == name:  # the current name wins over an old one
             raw[name] = _joined(value)
     return raw
-
-
-def _choices(raw: str, allowed: Sequence[str], name: str, warnings: list[str]) -> tuple[str, ...]:
-    values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
-    unknown = [v for v in values if v not in allowed]
-    if unknown:
-        warnings.append(f"Ignored unknown {name} {', '.join(map(repr, unknown))} in the link.")
-    return tuple(v for v in values if v in allowed)
-
-
-def _day(raw: str, name: str, warnings: list[str]) -> date | None:
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        warnings.append(f"Ignored the {name} date {raw!r} in the link (expected YYYY-MM-DD).")
-        return None
 
 
 def _positive(raw: str, name: str, warnings: list[str], maximum: int) -> int | None:
@@ -270,6 +254,4 @@ def without_reversed_range(view: HistoryView) -> tuple[HistoryView, str | None]:
 
 def save_to_url(view: HistoryView) -> None:
     """Write the view into the URL, so reloading or sharing the link shows the same."""
-    params = view_params(view)
-    if params != st.query_params.to_dict():
-        st.query_params.from_dict(params)
+    save(view_params(view))

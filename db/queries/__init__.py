@@ -6,7 +6,18 @@ Functions take the session keyword-only. Import them from here (`from db.queries
 
 from __future__ import annotations
 
-from db.queries.audit import list_audit, record_audit
+from db.queries.audit import (
+    AuditFilters,
+    Breach,
+    ChainReport,
+    ExportRecord,
+    audit_actors,
+    count_audit,
+    find_export,
+    list_audit,
+    record_audit,
+    verify_chain,
+)
 from db.queries.base import EVENT_CHANNEL, upsert
 from db.queries.errors import (
     ActiveRunExists,
@@ -67,6 +78,14 @@ from db.queries.stats_daily import DayStats, RunSummary, daily_stats, run_summar
 
 __all__ = [
     "ActiveRunExists",
+    "AuditFilters",
+    "Breach",
+    "ChainReport",
+    "ExportRecord",
+    "audit_actors",
+    "count_audit",
+    "find_export",
+    "verify_chain",
     "BadParams",
     "BUILTIN_JOBS",
     "DayStats",

@@ -1,4 +1,4 @@
-"""Pieces the query modules and jobs share: the event channel and lock, LIKE escaping, upsert."""
+"""Pieces the query modules and jobs share: the event channel, the event and audit locks, upsert."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 EVENT_CHANNEL = "runwatch_events"  # PostgreSQL NOTIFY channel, sent when run events commit
 PG_EVENT_LOCK = 0x52554E45  # "RUNE": event inserts commit in id order, so cursors skip nothing
+PG_AUDIT_LOCK = 0x52554155  # "RUAU": audit appends one at a time, so the ledger stays one chain
 
 
 def escape_like(text: str) -> str:
