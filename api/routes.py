@@ -50,8 +50,11 @@ from etl.jobs import JobError, RunContext, job_class
 from reports.export import MEDIA_TYPES, Format, stream_export
 
 router = APIRouter()
+NO_SUCH_JOB: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such run or job."}
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No such run or job."},
+    **NO_SUCH_JOB,
     409: {"model": ErrorBody, "description": "The job or run is not in a state that allows it."},
 }
 
@@ -124,7 +127,7 @@ def _wake(request: Request) -> None:
         worker.wake()
 
 
-@router.get("/api/etl/logs", response_model=LogPage)
+@router.get("/api/etl/logs", response_model=LogPage, responses=NO_SUCH_JOB)
 def logs(
     request: Request,
     filters: Filters,
@@ -246,7 +249,10 @@ EXPORT_DOC = (
 @router.get(
     "/api/etl/export.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "CSV, header row first."}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "CSV, header row first."},
+        **NO_SUCH_JOB,
+    },
     description=EXPORT_DOC,
 )
 def export_csv(request: Request, filters: Filters, sort: Sort) -> StreamingResponse:
@@ -257,7 +263,10 @@ def export_csv(request: Request, filters: Filters, sort: Sort) -> StreamingRespo
 @router.get(
     "/api/etl/export.json",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/json": {}}, "description": "A JSON array of runs."}},
+    responses={
+        200: {"content": {"application/json": {}}, "description": "A JSON array of runs."},
+        **NO_SUCH_JOB,
+    },
     description=EXPORT_DOC,
 )
 def export_json(request: Request, filters: Filters, sort: Sort) -> StreamingResponse:
