@@ -37,6 +37,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from api.models import ErrorBody
 from api.params import known_jobs
 from db.engine import get_engine
 from db.models import JOB_NAME_MAX, LEVELS, MAX_ID, EventKind
@@ -515,7 +516,10 @@ def _engine(request: Request) -> sa.Engine:
     "/api/etl/logs/realtime",
     response_class=StreamingResponse,
     summary="Live feed of run states and log lines (Server-Sent Events)",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "An endless stream."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "An endless stream."},
+        404: {"model": ErrorBody, "description": "No such job."},
+    },
 )
 async def realtime(
     request: Request,

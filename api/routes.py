@@ -44,8 +44,11 @@ from etl.commands import Caller, Source
 from reports.export import MEDIA_TYPES, Format, file_name
 
 router = APIRouter()
+NO_SUCH_JOB: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "No such run or job."}
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "No such run or job."},
+    **NO_SUCH_JOB,
     409: {"model": ErrorBody, "description": "The job or run is not in a state that allows it."},
 }
 
@@ -83,7 +86,7 @@ def trigger(request: Request, body: TriggerRequest) -> TriggerResponse:
     return TriggerResponse(success=True, log_id=run.id, message=message, estimated_duration=eta)
 
 
-@router.get("/api/etl/logs", response_model=LogPage)
+@router.get("/api/etl/logs", response_model=LogPage, responses=NO_SUCH_JOB)
 def logs(
     request: Request,
     filters: Filters,
@@ -219,7 +222,10 @@ EXPORT_DOC = (
 @router.get(
     "/api/etl/export.csv",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "CSV, header row first."}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "CSV, header row first."},
+        **NO_SUCH_JOB,
+    },
     description=EXPORT_DOC,
 )
 def export_csv(request: Request, filters: Filters, sort: Sort) -> StreamingResponse:
@@ -230,7 +236,10 @@ def export_csv(request: Request, filters: Filters, sort: Sort) -> StreamingRespo
 @router.get(
     "/api/etl/export.json",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/json": {}}, "description": "A JSON array of runs."}},
+    responses={
+        200: {"content": {"application/json": {}}, "description": "A JSON array of runs."},
+        **NO_SUCH_JOB,
+    },
     description=EXPORT_DOC,
 )
 def export_json(request: Request, filters: Filters, sort: Sort) -> StreamingResponse:
