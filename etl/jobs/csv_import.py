@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from db.models import CsvReject, utcnow
-from db.queries import bulk_insert, create_table, table_layout
+from db.queries import bulk_insert, create_table, lock_table_name, table_layout
 from etl.jobs.base import Batch, Job, JobError
 from etl.jobs.csv_files import (
     ascii_compatible,
@@ -270,6 +270,7 @@ class CsvImportJob(Job):
 
     def _prepare(self, table: sa.Table, file: str, session: Session) -> None:
         """Create the table, or check an existing one can take the file's columns by key."""
+        lock_table_name(session=session, name=table.name)  # a run importing beside us waits here
         layout = table_layout(session=session, name=table.name)
         key = self.params["key"]
         if layout is None:
