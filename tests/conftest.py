@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from db.engine import dispose_engines
 from db.migrate import init_db
 from db.settings import Settings, get_settings
+from tests.pgcluster import pg_cluster  # noqa: F401 (a fixture: a test-owned PostgreSQL cluster)
 
 POSTGRES_URL = os.environ.get(
     "RUNWATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
