@@ -11,10 +11,11 @@ from db.queries import ActiveRunExists, JobLive, RunwatchError
 from db.settings import get_settings
 from reports.eta import estimate
 from ui import badges, live, refresh
-from ui.app import database_guard
+from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Live", page_icon="⏱", layout="wide")
 st.title("Runwatch — Live")
+worker_banner()
 paused = refresh.pause_toggle("home")
 
 

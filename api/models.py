@@ -160,6 +160,12 @@ class Health(BaseModel):
     status: str
     database: bool
     worker: bool | None = Field(description="null when this process runs no worker.")
+    worker_restarts: int | None = Field(
+        default=None, description="How often the worker thread died and was restarted."
+    )
+    worker_last_death: str | None = Field(
+        default=None, description="When and of what the worker thread last died (UTC)."
+    )
     pending: int | None
 
 

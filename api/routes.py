@@ -205,17 +205,23 @@ def retry(
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 def health(request: Request) -> Any:
-    """Whether the database answers, the worker lives, and how many runs wait; 503 when down."""
+    """Whether the database answers, the worker lives (and how often it was restarted), and how
+    many runs wait; 503 when the database is down."""
     worker = request.app.state.worker
     alive = None if worker is None else bool(worker.alive)
+    about_worker = {
+        "worker": alive,
+        "worker_restarts": None if worker is None else worker.restarts,
+        "worker_last_death": None if worker is None else worker.last_death,
+    }
     try:
         with read_session(engine_of(request)) as session:
             pending = count_runs(session=session, filters=RunFilters(statuses=(RunStatus.PENDING,)))
     except (sa.exc.OperationalError, sa.exc.InterfaceError):
-        down = Health(status="unavailable", database=False, worker=alive, pending=None)
+        down = Health(status="unavailable", database=False, pending=None, **about_worker)
         return JSONResponse(down.model_dump(), status_code=503)
     ok = worker is None or alive
-    return Health(status="ok" if ok else "degraded", database=True, worker=alive, pending=pending)
+    return Health(status="ok" if ok else "degraded", database=True, pending=pending, **about_worker)
 
 
 def _export(request: Request, fmt: Format, filters: RunFilters, sort: RunSort) -> StreamingResponse:

@@ -167,6 +167,9 @@ class Run(SQLModel, table=True):
     error_detail: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     heartbeat_at: datetime | None = _ts()
     worker_id: str | None = Field(default=None, max_length=200)
+    claim_token: str | None = Field(
+        default=None, max_length=32
+    )  # set by each claim; fences its writes
     resumed_from: int | None = Field(default=None, foreign_key="run.id")
     cancel_requested: bool = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import traceback
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from db.engine import get_engine
 from db.models import EventKind, Run, RunStatus, Step
 from db.queries import (
+    RunLost,
     append_event,
     checkpoint,
     end_run,
@@ -27,25 +29,33 @@ from db.settings import Settings, get_settings
 from etl.jobs import Job, JobError, RunContext, job_class
 
 ProgressCallback = Callable[[Run], None]
+log = logging.getLogger(__name__)
 
 
 class _Heartbeat(threading.Thread):
-    """Beats for a run every `interval` seconds, whatever the job is doing, and notices cancels."""
+    """Beats for a held run every `interval` seconds, whatever the job is doing; notices cancels
+    and a lost run (failed as an orphan meanwhile), after which it stops beating."""
 
-    def __init__(self, engine: sa.Engine, run_id: int, interval: float) -> None:
-        super().__init__(name=f"runwatch-heartbeat-{run_id}", daemon=True)
-        self.engine, self.run_id, self.interval = engine, run_id, interval
+    def __init__(self, engine: sa.Engine, run: Run, interval: float) -> None:
+        super().__init__(name=f"runwatch-heartbeat-{run.id}", daemon=True)
+        self.engine, self.interval = engine, interval
+        # its own copy: the runner changes the run's status when it ends it
+        self.held = Run(id=run.id, job=run.job, status=run.status, claim_token=run.claim_token)
         self.stopped = threading.Event()
         self.cancel_requested = threading.Event()
+        self.lost = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
                 with write_session(self.engine) as session:
-                    if heartbeat(session=session, run_id=self.run_id):
+                    if heartbeat(session=session, run=self.held):
                         self.cancel_requested.set()
-            except sa.exc.OperationalError:
-                continue  # database briefly unreachable: beat again next time
+            except RunLost:
+                self.lost.set()
+                return
+            except Exception as error:  # database unreachable or refusing: beat again next time
+                log.debug("heartbeat of run #%s failed: %s", self.held.id, error)
 
 
 class Runner:
@@ -64,24 +74,36 @@ class Runner:
         self.bookkeeping = bookkeeping
         self.on_progress = on_progress
 
-    def log(self, run_id: int, level: str, message: str, step: str | None = None) -> None:
-        """Append a log line to the run's events, in its own short transaction."""
+    def log(self, run: Run, level: str, message: str, step: str | None = None) -> None:
+        """Append a log line to the held run's events, in its own short, fenced transaction."""
         if self.bookkeeping:
+            assert run.id is not None
             with write_session(self.engine) as session:
+                heartbeat(session=session, run=run)
                 append_event(
-                    session=session, run_id=run_id, level=level, message=message, step=step
+                    session=session, run_id=run.id, level=level, message=message, step=step
                 )
 
     def execute(self, run: Run) -> Run:
-        """Run a claimed (running) run to its end: finished, failed or cancelled."""
+        """Run a claimed (running) run to its end: finished, failed or cancelled.
+
+        Whatever the job raises fails the run with that error; a run lost to the orphan sweep
+        (see db.queries.runs._held) is left as the sweep ended it, and nothing more is written.
+        """
         assert run.id is not None
-        beat = _Heartbeat(self.engine, run.id, self.settings.heartbeat_s)
+        beat = _Heartbeat(self.engine, run, self.settings.heartbeat_s)
         if self.bookkeeping:
             beat.start()
         try:
-            return self._execute(run, beat)
-        except Exception as error:  # any failure of the job or of its loads fails the run
-            return self._fail(run, error)
+            try:
+                return self._execute(run, beat)
+            except RunLost:
+                raise
+            except Exception as error:  # any failure of the job or of its loads fails the run
+                beat.stopped.set()
+                return self.fail(run, error)
+        except RunLost:
+            return self._lost(run)
         finally:
             beat.stopped.set()
 
@@ -92,9 +114,11 @@ class Runner:
         if run.total_records is None:
             run.total_records = job.estimate_total(params)
         run.current_step = Step.EXTRACT
-        self.log(run.id, "INFO", _start_message(run), Step.EXTRACT)
+        self.log(run, "INFO", _start_message(run), Step.EXTRACT)
         last_progress = time.monotonic()
         for extracted in job.extract(params, run.offset):
+            if beat.lost.is_set():
+                raise RunLost(run.id)
             run.current_step = Step.TRANSFORM
             batch = job.transform(extracted)
             run.current_step = Step.LOAD
@@ -131,7 +155,7 @@ class Runner:
             job=run.job,
             resumed_from=run.resumed_from,
             counters=dict(run.counters or {}),
-            log=lambda level, message: self.log(run.id or 0, level, message, run.current_step),
+            log=lambda level, message: self.log(run, level, message, run.current_step),
         )
         return job_class(kind)(context, dict(run.params or {}))
 
@@ -143,7 +167,7 @@ class Runner:
             self.on_progress(run)
         return run
 
-    def _fail(self, run: Run, error: Exception) -> Run:
+    def fail(self, run: Run, error: BaseException) -> Run:
         """Fail the run with the error, keeping the offset and counts of its last committed batch."""
         assert run.id is not None
         stage = run.current_step
@@ -152,19 +176,62 @@ class Runner:
         run.offset, run.records_loaded = committed.offset, committed.records_loaded
         run.records_rejected, run.counters = committed.records_rejected, committed.counters
         run.total_records = run.total_records or committed.total_records
-        expected = isinstance(error, JobError)
-        detail = {
-            "traceback": "".join(traceback.format_exception(error)),
-            "stage": stage,
-            "context": {"offset": run.offset, "job": run.job, "params": run.params},
-        }
-        return self._end(
-            run,
-            RunStatus.FAILED,
-            error_type="JobError" if expected else type(error).__name__,
-            error_message=str(error) or type(error).__name__,
-            error_detail=detail,
+        failure = _failure(error, stage, run)
+        try:
+            return self._end(run, RunStatus.FAILED, **failure)
+        except (RunLost, sa.exc.OperationalError):
+            raise
+        except Exception as refused:  # the run's own values cannot be stored (a total out of range)
+            log.warning("run #%s: its failure could not be stored as is: %r", run.id, refused)
+            run.total_records = committed.total_records
+            return self._end(run, RunStatus.FAILED, **_storable(failure, refused))
+
+    def _lost(self, run: Run) -> Run:
+        """Stop quietly: the run was failed or taken over while this worker was silent."""
+        log.warning(
+            "run #%s was ended by another process (no heartbeat reached the database in time);"
+            " this worker lost it and stopped without writing",
+            run.id,
         )
+        try:
+            with read_session(self.engine) as session:
+                return get_run(session=session, run_id=run.id or 0, fresh=True)
+        except Exception:  # only a courtesy to the caller: the run is not ours any more
+            return run
+
+
+def _failure(error: BaseException, stage: str | None, run: Run) -> dict[str, Any]:
+    """The error fields of a run failed by `error`: type, message and detail with the traceback."""
+    expected = isinstance(error, JobError)
+    detail = {
+        "traceback": "".join(traceback.format_exception(error)),
+        "stage": stage,
+        "context": {"offset": run.offset, "job": run.job, "params": run.params},
+    }
+    return {
+        "error_type": "JobError" if expected else type(error).__name__,
+        "error_message": str(error) or type(error).__name__,
+        "error_detail": detail,
+    }
+
+
+def _storable(failure: dict[str, Any], refused: Exception) -> dict[str, Any]:
+    """The failure with only text a database stores, and why the run's own values were dropped."""
+
+    def text(value: Any) -> str:
+        return str(value).replace("\x00", "\\x00")[:100_000]  # PostgreSQL refuses NUL in text
+
+    detail = failure["error_detail"]
+    return {
+        "error_type": text(failure["error_type"])[:200],
+        "error_message": text(failure["error_message"]),
+        "error_detail": {
+            "traceback": text(detail["traceback"]),
+            "stage": detail["stage"],
+            "context": text(detail["context"]),
+            "not_stored": f"{type(refused).__name__}: {text(refused)[:2000]}",
+        },
+    }
 
 
 def _start_message(run: Run) -> str:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from db.engine import get_engine
 from db.migrate import refresh_planner_statistics
-from db.models import Run
+from db.models import Run, utcnow
 from db.queries import claim_next_run, mark_orphans, write_session
 from db.settings import Settings, get_settings
 from etl.runner import Runner
@@ -39,6 +39,7 @@ class Worker:
         self.runner = Runner(self.engine, self.settings)
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
+        self.current: Run | None = None  # the run being executed, if any
 
     def sweep_orphans(self) -> list[int]:
         """Fail running runs whose heartbeat went stale."""
@@ -53,23 +54,42 @@ class Worker:
         if run is None:
             return None
         log.info("worker %s executing run #%s (%s)", self.worker_id, run.id, run.job)
+        self.current = run  # kept if the thread dies in it, so abandon() can fail it
         ended = self.runner.execute(run)
+        self.current = None
         # A long-lived app or worker sees the history grow far past what its start analysed;
         # this compares two numbers and analyses only when the history outgrew its statistics.
         refresh_planner_statistics(self.engine)
         return ended
 
     def run_forever(self) -> None:
-        """Execute runs until `stop()`; waits `worker_poll_s` (or a `wake()`) when idle."""
+        """Execute runs until `stop()`; waits `worker_poll_s` (or a `wake()`) when idle.
+
+        No run's error ends the loop: the runner fails the run with it, and whatever escapes
+        even that (its failure could not be written) is logged before the loop goes on.
+        """
         while not self.stopping.is_set():
             try:
                 ran = self.run_once()
             except sa.exc.OperationalError as error:
                 log.warning("database unreachable, retrying: %s", error.orig)
                 ran = None
+            except Exception:
+                log.exception("worker %s: unexpected error; carrying on", self.worker_id)
+                ran = None
             if ran is None:
                 self.wakeup.wait(self.settings.worker_poll_s)
                 self.wakeup.clear()
+
+    def abandon(self, error: BaseException) -> None:
+        """Fail the run in hand with `error` (the thread executing it is dying), if it can be."""
+        run, self.current = self.current, None
+        if run is None:
+            return
+        try:
+            self.runner.fail(run, error)
+        except Exception:  # the orphan sweep fails it later, as interrupted
+            log.exception("worker %s could not fail run #%s", self.worker_id, run.id)
 
     def wake(self) -> None:
         """Look for pending runs now instead of at the next poll."""
@@ -81,21 +101,53 @@ class Worker:
         self.wakeup.set()
 
 
+RESTART_DELAY_S = 1.0  # a thread that dies at once again is restarted at most this often
+
+
 class BackgroundWorker:
-    """A Worker in a daemon thread: the Streamlit app's in-process worker."""
+    """A Worker in a daemon thread (the app's and serve-api's in-process worker), supervised:
+    a worker thread that dies anyway is restarted, and the restarts and last death are kept."""
 
     def __init__(self, engine: sa.Engine | None = None, settings: Settings | None = None) -> None:
         self.worker = Worker(engine, settings, worker_id=make_worker_id("app"))
-        self.thread = threading.Thread(
-            target=self.worker.run_forever, name="runwatch-worker", daemon=True
+        self.thread = self._new_thread()
+        self.restarts = 0
+        self.last_death: str | None = None  # "<time> <type>: <message>" of the last thread death
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="runwatch-worker-supervisor", daemon=True
         )
         self._lock = threading.Lock()
 
-    def start(self) -> BackgroundWorker:
-        """Start the thread once; later calls do nothing."""
-        with self._lock:
-            if not self.thread.is_alive() and not self.worker.stopping.is_set():
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._loop, name="runwatch-worker", daemon=True)
+
+    def _loop(self) -> None:
+        try:
+            self.worker.run_forever()
+        except BaseException as error:  # noqa: BLE001 (a dying thread reports, then ends)
+            self.last_death = f"{utcnow():%Y-%m-%d %H:%M:%S} UTC {type(error).__name__}: {error}"
+            log.exception("worker thread died; it will be restarted")
+            self.worker.abandon(error)
+
+    def _supervise(self) -> None:
+        while not self.worker.stopping.is_set():
+            self.thread.join(timeout=RESTART_DELAY_S)
+            if self.thread.is_alive() or self.worker.stopping.wait(RESTART_DELAY_S):
+                continue
+            with self._lock:
+                if self.worker.stopping.is_set():
+                    return
+                self.thread = self._new_thread()
+                self.restarts += 1
                 self.thread.start()
+            log.warning("worker thread restarted (%d restarts)", self.restarts)
+
+    def start(self) -> BackgroundWorker:
+        """Start the thread and its supervisor once; later calls do nothing."""
+        with self._lock:
+            if not self._supervisor.is_alive() and not self.worker.stopping.is_set():
+                self.thread.start()
+                self._supervisor.start()
         return self
 
     @property
@@ -110,5 +162,9 @@ class BackgroundWorker:
     def stop(self, timeout: float | None = 10) -> None:
         """Stop after the current run and wait for the thread."""
         self.worker.stop()
-        if self.thread.is_alive():
-            self.thread.join(timeout)
+        with self._lock:
+            thread = self.thread
+        if thread.is_alive():
+            thread.join(timeout)
+        if self._supervisor.is_alive():
+            self._supervisor.join(timeout)

@@ -7,6 +7,7 @@ from ui import app, export, filters, history
 
 st.set_page_config(page_title="History · Runwatch", page_icon="⏱", layout="wide")
 st.title("History")
+app.worker_banner()
 
 with app.database_guard():
     engine = app.engine()

@@ -8,6 +8,7 @@ from ui import app, charts, statistics
 
 st.set_page_config(page_title="Statistics · Runwatch", page_icon="⏱", layout="wide")
 st.title("Statistics")
+app.worker_banner()
 
 with app.database_guard():
     engine = app.engine()

@@ -11,12 +11,13 @@ from db.queries import LogLine
 from db.settings import get_settings
 from reports.logs import stream_log
 from ui import badges, live, refresh
-from ui.app import database_guard, engine
+from ui.app import database_guard, engine, worker_banner
 
 ALL = "All"
 
 st.set_page_config(page_title="Runwatch — Logs", page_icon="📜", layout="wide")
 st.title("Logs")
+worker_banner()
 paused = refresh.pause_toggle("logs")
 url = get_settings().database_url
 

@@ -9,10 +9,11 @@ import streamlit as st
 from db.queries import JobLive
 from db.settings import get_settings
 from ui import badges, live
-from ui.app import database_guard
+from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Jobs", page_icon="🗂", layout="wide")
 st.title("Jobs")
+worker_banner()
 
 
 def row(job: JobLive) -> dict[str, object]:

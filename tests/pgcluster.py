@@ -70,9 +70,14 @@ class PgCluster:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8")
         return self
 
-    def start(self) -> None:
-        """Start the server on 127.0.0.1:`port` and wait until it accepts connections."""
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} {SERVER_OPTIONS}"
+    def start(self, port: int | None = None) -> None:
+        """Start the server on 127.0.0.1:`port` and wait until it accepts connections.
+
+        Another `port` serves the same data to the test alone: clients of the usual port still
+        find the database down (a fault test's sweeper can act while a worker cannot reach it).
+        """
+        port = port or self.port
+        options = f"-p {port} -c listen_addresses=127.0.0.1 -k {self.root} {SERVER_OPTIONS}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -92,9 +97,9 @@ class PgCluster:
         )
         return status.returncode == 0
 
-    def url(self, database: str = "postgres") -> str:
-        """The SQLAlchemy URL of `database` on this cluster."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", port: int | None = None) -> str:
+        """The SQLAlchemy URL of `database` on this cluster (on its port, or `port`)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{port or self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         """Create database `name` and return its URL."""

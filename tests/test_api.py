@@ -86,7 +86,14 @@ def test_health_reports_database_and_pending_count(client: httpx.Client, engine:
     with write_session(engine) as session:
         make_run(session, status="pending", ended_at=None)
     body = client.get("/health").json()
-    assert body == {"status": "ok", "database": True, "worker": None, "pending": 1}
+    assert body == {
+        "status": "ok",
+        "database": True,
+        "worker": None,
+        "worker_restarts": None,
+        "worker_last_death": None,
+        "pending": 1,
+    }
 
 
 def test_health_is_503_when_the_database_is_down(settings: Settings) -> None:

@@ -116,3 +116,16 @@ def test_0004_downgrades_to_0003(engine_0003: sa.Engine) -> None:
     assert "ix_run_day_status" not in _index_names(engine_0003)
     with engine_0003.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM run")).scalar_one() == len(RUNS)
+
+
+def test_0005_adds_the_claim_token_and_downgrades_keeping_the_indexes(
+    engine_0003: sa.Engine,
+) -> None:
+    upgrade(engine_0003)
+    assert "claim_token" in {c["name"] for c in sa.inspect(engine_0003).get_columns("run")}
+    config = alembic_config()
+    with engine_0003.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    assert "claim_token" not in {c["name"] for c in sa.inspect(engine_0003).get_columns("run")}
+    assert "ix_run_day_status" in _index_names(engine_0003)

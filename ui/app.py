@@ -49,6 +49,30 @@ def worker() -> BackgroundWorker | None:
     return _background_worker(settings.database_url) if settings.worker_enabled else None
 
 
+def worker_banner() -> None:
+    """Say so when the app's worker thread is not running, or died and was restarted."""
+    try:
+        background = worker()
+    except (sa.exc.OperationalError, sa.exc.InterfaceError):
+        return  # the database-down banner says what matters
+    if background is None:
+        return
+    if not background.alive:
+        st.error(
+            "The app's worker is not running, so queued runs wait. It is restarted within "
+            "seconds; `runwatch worker` can take them meanwhile.",
+            icon="⚠️",
+        )
+    elif background.restarts:
+        times = "once" if background.restarts == 1 else f"{background.restarts} times"
+        st.warning(
+            f"The app's worker thread stopped and was restarted ({times}; last: "
+            f"{background.last_death}). The run it was executing failed with that error "
+            "(see History); queued runs go on.",
+            icon="⚠️",
+        )
+
+
 @contextmanager
 def database_guard() -> Iterator[None]:
     """Show a banner instead of a traceback when the database cannot be reached, and stop the page."""

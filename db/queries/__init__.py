@@ -9,7 +9,7 @@ from db.queries import driver
 from db.queries.audit import list_audit, record_audit
 from db.queries.base import EVENT_CHANNEL
 from db.queries.bulk import bulk_insert, reserve_ids
-from db.queries.errors import ActiveRunExists, InvalidState, NotFound, RunwatchError
+from db.queries.errors import ActiveRunExists, InvalidState, NotFound, RunLost, RunwatchError
 from db.queries.events import (
     LogLine,
     append_event,
@@ -91,6 +91,7 @@ __all__ = [
     "NotFound",
     "Percentiles",
     "RunFilters",
+    "RunLost",
     "RunPage",
     "RunPoint",
     "RunSort",

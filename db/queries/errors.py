@@ -21,3 +21,11 @@ class NotFound(RunwatchError):
 
 class InvalidState(RunwatchError):
     """The run is not in a status that allows the request."""
+
+
+class RunLost(RunwatchError):
+    """The run is no longer this writer's: it was failed (e.g. as an orphan), ended or re-claimed."""
+
+    def __init__(self, run_id: int | None) -> None:
+        self.run_id = run_id
+        super().__init__(f"Run #{run_id} is no longer held by this worker; its write was refused.")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from db.models import ACTIVE_STATUSES, EventKind, Run, RunStatus, Trigger, run_duration, utcnow
-from db.queries.errors import ActiveRunExists, InvalidState
+from db.queries.errors import ActiveRunExists, InvalidState, RunLost
 from db.queries.events import append_event, run_state_event
 from db.queries.history import get_run
 from db.queries.jobs import get_job
@@ -46,6 +47,7 @@ def create_run(
     )
     if status == RunStatus.RUNNING:
         run.started_at = run.heartbeat_at = now
+        run.claim_token = new_claim_token()
     if resumed_from is not None:
         run.resumed_from = resumed_from.id
         run.params = dict(resumed_from.params)
@@ -82,7 +84,13 @@ def claim_next_run(*, session: Session, worker_id: str, run_id: int | None = Non
     claimed = session.execute(
         sa.update(Run)
         .where(col(Run.id) == pick.scalar_subquery(), col(Run.status) == RunStatus.PENDING)
-        .values(status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, worker_id=worker_id)
+        .values(
+            status=RunStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            worker_id=worker_id,
+            claim_token=new_claim_token(),
+        )
         .returning(col(Run.id))
     ).scalar_one_or_none()
     if claimed is None:
@@ -92,13 +100,38 @@ def claim_next_run(*, session: Session, worker_id: str, run_id: int | None = Non
     return run
 
 
+def new_claim_token() -> str:
+    """A fresh claim token: every write of the claiming worker must carry it (fencing)."""
+    return uuid.uuid4().hex
+
+
+def _held(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+    """The fence of a run write: the run is still in the status and under the claim its writer read.
+
+    A run the orphan sweep failed, or one that ended, refuses the writes of a worker that was
+    silent meanwhile, so nothing it still does lands (DESIGN: exactly-once resumes).
+    """
+    return [
+        table.c.id == sa.bindparam("run_id"),
+        table.c.status == sa.bindparam("held_status"),
+        table.c.claim_token.is_not_distinct_from(sa.bindparam("held_claim")),
+    ]
+
+
+def _held_params(run: Run) -> dict[str, Any]:
+    return {"run_id": run.id, "held_status": run.status, "held_claim": run.claim_token}
+
+
 def checkpoint(
     *,
     session: Session,
     run: Run,
     heartbeat: bool = True,
 ) -> bool:
-    """Store the run's offset, counts, counters and step (its checkpoint); return cancel_requested."""
+    """Store the run's offset, counts, counters and step (its checkpoint); return cancel_requested.
+
+    RunLost when the run is no longer held (see _held): the caller's transaction must not commit.
+    """
     values: dict[str, Any] = {
         "offset": run.offset,
         "total_records": run.total_records,
@@ -112,7 +145,9 @@ def checkpoint(
     params = {f"new_{name}": value for name, value in values.items()}
     statement = _checkpoint_statement(tuple(values))
     connection = session.connection()  # Core, not the ORM's execute: this runs after every batch
-    cancel = connection.execute(statement, {"run_id": run.id, **params}).scalar_one()
+    cancel = connection.execute(statement, {**_held_params(run), **params}).scalar_one_or_none()
+    if cancel is None:
+        raise RunLost(run.id)
     return bool(cancel)
 
 
@@ -122,22 +157,24 @@ def _checkpoint_statement(names: tuple[str, ...]) -> sa.Update:
     statement each time cost more than executing it (the runner's overhead goal is 5%)."""
     table: sa.Table = Run.__table__  # type: ignore[attr-defined]
     values = {name: sa.bindparam(f"new_{name}", type_=table.c[name].type) for name in names}
-    return (
+    return sa.update(table).where(*_held(table)).values(values).returning(table.c.cancel_requested)
+
+
+def heartbeat(*, session: Session, run: Run) -> bool:
+    """Mark the held run alive now; return whether a cancel was requested; RunLost if not held.
+
+    A worker's event writes begin with it too, so they are fenced like its checkpoints.
+    """
+    table: sa.Table = Run.__table__  # type: ignore[attr-defined]
+    statement = (
         sa.update(table)
-        .where(table.c.id == sa.bindparam("run_id"))
-        .values(values)
+        .where(*_held(table))
+        .values(heartbeat_at=utcnow())
         .returning(table.c.cancel_requested)
     )
-
-
-def heartbeat(*, session: Session, run_id: int) -> bool:
-    """Mark the run alive now; return whether a cancel was requested."""
-    cancel = session.execute(
-        sa.update(Run)
-        .where(col(Run.id) == run_id)
-        .values(heartbeat_at=utcnow())
-        .returning(col(Run.cancel_requested))
-    ).scalar_one()
+    cancel = session.execute(statement, _held_params(run)).scalar_one_or_none()
+    if cancel is None:
+        raise RunLost(run.id)
     return bool(cancel)
 
 
@@ -149,23 +186,30 @@ def end_run(
     error_type: str | None = None,
     error_message: str | None = None,
     error_detail: dict[str, Any] | None = None,
+    final_checkpoint: bool = True,
 ) -> Run:
-    """Move a run to a terminal status with its final checkpoint and error, and record the change."""
-    checkpoint(session=session, run=run, heartbeat=False)
+    """Move a held run to a terminal status with its final checkpoint and error, and record the
+    change; RunLost when the run is no longer held (its status or claim changed since it was read)."""
+    if run.status not in ACTIVE_STATUSES:
+        raise RunLost(run.id)  # an ended run is never ended again, not even by its own worker
+    if final_checkpoint:
+        checkpoint(session=session, run=run, heartbeat=False)
     ended = utcnow()
     duration = run_duration(run.started_at, ended)
-    session.execute(
-        sa.update(Run)
-        .where(col(Run.id) == run.id)
-        .values(
-            status=status,
-            ended_at=ended,
-            duration_s=duration,
-            error_type=error_type,
-            error_message=error_message,
-            error_detail=error_detail,
-        )
+    table: sa.Table = Run.__table__  # type: ignore[attr-defined]
+    values = {
+        "status": status,
+        "ended_at": ended,
+        "duration_s": duration,
+        "error_type": error_type,
+        "error_message": error_message,
+        "error_detail": error_detail,
+    }
+    done = session.connection().execute(
+        sa.update(table).where(*_held(table)).values(values), _held_params(run)
     )
+    if done.rowcount != 1:
+        raise RunLost(run.id)
     run.status, run.ended_at, run.duration_s = status, ended, duration
     run.error_type, run.error_message, run.error_detail = error_type, error_message, error_detail
     level = "ERROR" if status == RunStatus.FAILED else "INFO"
@@ -210,23 +254,61 @@ def resume_run(
 
 
 def mark_orphans(*, session: Session, timeout_s: float) -> list[int]:
-    """Fail every running run whose heartbeat is older than `timeout_s` (error_type interrupted)."""
-    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    """Fail every running run whose heartbeat is older than `timeout_s` (error_type interrupted).
+
+    The run keeps its last committed checkpoint; a worker that beats again meanwhile keeps its run
+    (the heartbeat is part of the fence), and one that wakes up later finds its writes refused.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=timeout_s)
     stale = session.exec(
         select(Run).where(Run.status == RunStatus.RUNNING, col(Run.heartbeat_at) < cutoff)
     ).all()
     orphans = []
     for run in stale:
-        message = f"No heartbeat since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC; worker gone."
-        detail = {"stage": run.current_step, "worker_id": run.worker_id, "offset": run.offset}
-        end_run(
-            session=session,
-            run=run,
-            status=RunStatus.FAILED,
-            error_type="interrupted",
-            error_message=message,
-            error_detail=detail,
-        )
+        try:
+            with session.begin_nested():
+                _fail_orphan(session, run, now, cutoff, timeout_s)
+        except RunLost:
+            continue  # it beat, ended or was re-claimed since it was read
         assert run.id is not None
         orphans.append(run.id)
     return orphans
+
+
+def _fail_orphan(
+    session: Session, run: Run, now: datetime, cutoff: datetime, timeout_s: float
+) -> None:
+    assert run.heartbeat_at is not None
+    silent = (now - run.heartbeat_at).total_seconds()
+    # Say what is known: the worker may be dead, stopped, hung or cut off from the database.
+    message = (
+        f"No heartbeat for {silent:.0f} s (since {run.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC; "
+        f"the limit is {timeout_s:g} s) from worker {run.worker_id or 'unknown'}."
+    )
+    detail = {
+        "stage": run.current_step,
+        "worker_id": run.worker_id,
+        "offset": run.offset,
+        "heartbeat_at": run.heartbeat_at.isoformat(),
+        "silent_s": round(silent, 1),
+    }
+    table: sa.Table = Run.__table__  # type: ignore[attr-defined]
+    stale = session.connection().execute(
+        sa.update(table)
+        .where(*_held(table), table.c.heartbeat_at < cutoff)
+        .values(heartbeat_at=table.c.heartbeat_at),
+        _held_params(run),
+    )
+    if stale.rowcount != 1:  # on PostgreSQL this also waits for, and sees, a batch committing now
+        raise RunLost(run.id)
+    session.refresh(run)  # the event carries the checkpoint as committed
+    end_run(
+        session=session,
+        run=run,
+        status=RunStatus.FAILED,
+        error_type="interrupted",
+        error_message=message,
+        error_detail=detail,
+        final_checkpoint=False,
+    )
