@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -54,14 +54,12 @@ def cluster_url(pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> Itera
     get_settings.cache_clear()
 
 
-def wait_for(check: object, what: str, timeout: float = SETTLE_S) -> None:
-    """Poll `check()` until true; fail naming `what` after `timeout` seconds."""
-    t0 = time.monotonic()
+def wait_for(check: Callable[[], bool], what: Callable[[], str], timeout: float = SETTLE_S) -> None:
+    """Poll `check()` until true; fail saying `what()` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+    while not check():
+        assert time.monotonic() < deadline, f"gave up waiting for {what()}"
         time.sleep(0.1)
-    print("DEBUG", time.strftime("%H:%M:%S"), what[:30], round(time.monotonic() - t0, 2), flush=True)
 
 
 def answers(api: ApiProcess) -> bool:
@@ -88,24 +86,21 @@ def test_database_restart_loses_no_run_and_no_event(
         with write_session(engine) as session:
             for name in JOBS:
                 create_run(session=session, job=name, triggered_by="restart test")
-        wait_for(lambda: _half_way(engine), "both runs to get going")
-        print("DEBUG stop", time.strftime("%H:%M:%S"), flush=True)
+        wait_for(lambda: _half_way(engine), lambda: f"both runs to get going: {all_runs(engine)}")
         pg_cluster.stop()
-        print("DEBUG stopped", time.strftime("%H:%M:%S"), flush=True)
         for client in clients[::2]:
             client.drop()  # reconnects while the database is down, then after it is back
-        time.sleep(1.0)
-        pg_cluster.start()
+        pg_cluster.start()  # with the stop above: a restart, with clients dropped in between
         back = time.monotonic()
-        wait_for(lambda: answers(api), "the API to answer again", API_BACK_S)
+        wait_for(lambda: answers(api), lambda: "the API to answer again", API_BACK_S)
         assert time.monotonic() - back <= API_BACK_S
-        t0 = time.monotonic()
         resumed = finish_runs(api, engine)
-        print("DEBUG finish", round(time.monotonic() - t0, 2), resumed, [(r.id, r.status, r.error_type, r.duration_s) for r in all_runs(engine)], flush=True)
         with read_session(engine) as session:
             expected = [e.id for e in list_events(session=session, after_id=start, limit=None)]
-        caught_up = lambda: all(c.ids[-1:] == expected[-1:] for c in clients)  # noqa: E731
-        wait_for(caught_up, f"clients to catch up: {_progress(clients, expected)}")
+        wait_for(
+            lambda: all(c.ids[-1:] == expected[-1:] for c in clients),
+            lambda: f"the clients to catch up: {_progress(clients, expected)}",
+        )
         for client in clients:
             client.stop()
         output = fleet.output()
