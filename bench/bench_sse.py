@@ -44,11 +44,11 @@ ENDED = {str(status) for status in TERMINAL_STATUSES}
 
 
 class Client(threading.Thread):
-    """One sseclient-py subscriber: records (event id, arrival time) until the run ends."""
+    """One sseclient-py subscriber: records (event id, arrival time) until the run(s) end."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, runs: int = 1) -> None:
         super().__init__(daemon=True)
-        self.url = url
+        self.url, self.runs = url, runs  # it stops once `runs` runs have ended
         self.arrivals: list[tuple[int, float]] = []
         self.error: str | None = None
 
@@ -58,7 +58,9 @@ class Client(threading.Thread):
             for event in SSEClient(response.iter_content(chunk_size=None)).events():
                 self.arrivals.append((int(event.id), time.time()))
                 if event.event == "run" and json.loads(event.data)["status"] in ENDED:
-                    break
+                    self.runs -= 1
+                    if not self.runs:
+                        break
             response.close()
         except Exception as error:  # reported beside the figures
             self.error = repr(error)
