@@ -24,11 +24,12 @@ and starts Runwatch's own processes on free loopback ports:
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ import requests
 import sqlalchemy as sa
 
 from bench import DEFAULT_POSTGRES_URL, temp_database
-from bench.bench_sse import FEED, Client, check_delivery, free_port, percentile, serve
+from bench.bench_sse import FEED, Client, check_delivery, free_port, percentile, serve, until
 from bench.procs import ROOT, Meter, runwatch, stop
 from db.models import TERMINAL_STATUSES, Job
 from db.queries import (
@@ -50,6 +51,7 @@ from db.queries import (
     save_job,
     write_session,
 )
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # the browser the page tests use
 
 SSE_GOAL_MS = 100.0
 CPU_GOAL_CORES = 1.0
@@ -58,15 +60,6 @@ GROWTH_GOAL = 0.10
 TICK_S = 2.0  # Home's refresh interval while a run is active
 BASELINE_S = 30.0  # the one-client / one-session round that the full round is compared with
 LOAD_TIMEOUT_MS = 300_000  # fifty pages loading at once on a busy 2-core machine are slow
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ENDED = {str(status) for status in TERMINAL_STATUSES}
 
 
@@ -94,23 +87,13 @@ def cancel(engine: sa.Engine, run_ids: list[int]) -> None:
         for run_id in run_ids:
             request_cancel(session=session, run_id=run_id)
     for run_id in run_ids:
-        until(lambda run_id=run_id: status_of(engine, run_id) in ENDED, 120, "the runs to stop")
+        until(lambda run_id=run_id: status_of(engine, run_id) in ENDED, "the runs to stop", 120)
 
 
 def status_of(engine: sa.Engine, run_id: int) -> str:
     """The run's status now."""
     with read_session(engine) as session:
         return str(get_run(session=session, run_id=run_id, fresh=True).status)
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `check` until truthy; exit naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    raise SystemExit(f"gave up waiting for {what}")
 
 
 # ---------------------------------------------------------------- sse: item 3
@@ -137,7 +120,7 @@ def sse_round(
     subscribers = [Client(f"{api}{FEED}", runs=WRITERS) for _ in range(clients)]
     for subscriber in subscribers:
         subscriber.start()
-    until(lambda: feed_stats(api)["subscribers"] >= clients, 120, "the clients to connect")
+    until(lambda: feed_stats(api)["subscribers"] >= clients, "the clients to connect", 120)
     before, began = feed_queries(api), time.monotonic()
     if meter:
         meter.start()
@@ -222,10 +205,8 @@ def report_sse(
 
 def start_streamlit(database_url: str, port: int, log: Path) -> Any:
     """Streamlit with the probe on `port` (no in-process worker: the benchmark's worker runs)."""
-    import subprocess
-
     env = {
-        **{k: v for k, v in __import__("os").environ.items() if not k.startswith("RUNWATCH_")},
+        **{k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")},
         "RUNWATCH_DATABASE_URL": database_url,
         "RUNWATCH_WORKER_ENABLED": "false",
         "RUNWATCH_PROBE_LOG": str(log),
@@ -240,7 +221,7 @@ def start_streamlit(database_url: str, port: int, log: Path) -> Any:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    until(lambda: _healthy(f"http://127.0.0.1:{port}"), 120, "Streamlit to start")
+    until(lambda: _healthy(f"http://127.0.0.1:{port}"), "Streamlit to start", 120)
     return process
 
 
