@@ -95,15 +95,14 @@ class Runner:
         if self.bookkeeping:
             beat.start()
         try:
-            try:
-                return self._execute(run, beat)
-            except RunLost:
-                raise
-            except Exception as error:  # any failure of the job or of its loads fails the run
-                beat.stopped.set()
-                return self.fail(run, error)
+            return self._execute(run, beat)
         except RunLost:
             return self._lost(run)
+        except Exception as error:  # any failure of the job or of its loads fails the run
+            try:
+                return self.fail(run, error)
+            except RunLost:
+                return self._lost(run)
         finally:
             beat.stopped.set()
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.apiserver import free_port
 
 SERVER_USER = "postgres"
 START_TIMEOUT_S = 60
@@ -36,13 +37,6 @@ def postgres_bin() -> Path | None:
 def _version(initdb: str) -> int:
     part = Path(initdb).parent.parent.name
     return int(part) if part.isdigit() else 0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PgCluster:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -262,7 +263,7 @@ def test_one_bad_row_among_many_good_ones_is_the_only_one_quarantined(
     lines = [f"{i},n{i},{i}.5\n" for i in range(1, 1001)]
     lines[611] = "612,n612,oops\n"  # line 613, in the second batch of 500
     path = write(tmp_path, "people.csv", HEADER + "".join(lines))
-    run = run_import(engine, settings, path=str(path), batch_size=500)
+    run = run_import(engine, settings, path=str(path), batch_size=200)
     assert run.status == RunStatus.FINISHED, run.error_message
     assert_counts(run, loaded=999, rejected=1, files=1)
     found = rows(engine)
@@ -570,3 +571,21 @@ def test_record_count_by_line_ends_only_where_lines_are_records(
     path = tmp_path / "f.csv"
     path.write_bytes(content)
     assert count_plain_lines(str(path)) == records
+
+
+def _live_tables() -> int:
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if isinstance(thing, sa.Table))
+
+
+def test_fifty_imports_in_one_process_leave_no_table_metadata_behind(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    lines = "".join(f"{i},n{i},{i * 1.5}\n" for i in range(600))
+    path = write(tmp_path, "many.csv", "id,name,score\n" + lines)
+    counts = []
+    for _ in range(50):  # every import after the first updates by key: PostgreSQL's upsert path
+        run = run_import(engine, settings, path=str(path), batch_size=200)
+        assert run.status == "finished"
+        counts.append(_live_tables())
+    assert counts[-1] <= counts[4], counts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
@@ -115,3 +116,22 @@ def test_background_worker_executes_pending_runs(engine: sa.Engine, settings: Se
     finally:
         background.stop()
     assert not background.alive
+
+
+@pytest.mark.postgres_only
+def test_demo_loads_each_batch_with_one_statement_on_postgres(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    sent: list[bool] = []  # executemany or not, per INSERT into demo_subject
+
+    def count(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if statement.startswith("INSERT INTO demo_subject"):
+            sent.append(bool(rest[-1]))
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        Runner(engine, settings).execute(start(engine, total=1000, batch_size=100))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert sent == [False] * 10  # psycopg's executemany would send one statement per record
+    assert len(subjects(engine)) == 1000

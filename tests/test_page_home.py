@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from db.models import RunStatus
-from db.queries import list_audit, list_runs, read_session, write_session
+from db.queries import create_run, get_run, list_audit, list_runs, read_session, write_session
 from db.settings import get_settings
 from tests.factories import make_run
 from tests.pages import DOWN_URL, run_page, texts
+from tests.test_etl_worker import ExitingJob, test_jobs  # noqa: F401 (a fixture)
 
 
 def home() -> AppTest:
@@ -112,3 +115,19 @@ def test_unreachable_database_shows_a_banner_then_recovers(
     assert not at.exception
     assert "The database cannot be reached" not in texts(at)
     assert "Demo catalogue" in texts(at)
+
+
+@pytest.mark.usefixtures("test_jobs")
+def test_a_restarted_worker_thread_shows_a_banner(engine: sa.Engine) -> None:
+    with write_session(engine) as session:
+        run = create_run(session=session, job=ExitingJob.kind)
+    at = home()  # starts the app's worker, whose thread dies executing the run
+    deadline = time.monotonic() + 120
+    while "worker thread stopped and was restarted" not in texts(at):
+        assert time.monotonic() < deadline, texts(at)
+        time.sleep(0.2)
+        at.run()
+        assert not at.exception
+    assert "SystemExit: job called sys.exit(3)" in texts(at)
+    with read_session(engine) as session:
+        assert get_run(session=session, run_id=run.id or 0, fresh=True).error_type == "SystemExit"
