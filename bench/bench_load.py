@@ -247,10 +247,10 @@ def pages_round(
 ) -> dict[str, Any]:
     """`sessions` pages on Home for `seconds`: the probe's reruns in that window."""
     contexts = [browser.new_context() for _ in range(sessions)]
-    for context in contexts:
-        context.new_page().goto(url, wait_until="commit", timeout=LOAD_TIMEOUT_MS)
-    for context in contexts:
-        context.pages[0].wait_for_selector('[data-testid="stApp"]', timeout=LOAD_TIMEOUT_MS)
+    for context in contexts:  # one after another: fifty loads at once time out on a busy machine
+        page = context.new_page()
+        page.goto(url, wait_until="commit", timeout=LOAD_TIMEOUT_MS)
+        page.wait_for_selector('[data-testid="stApp"]', timeout=LOAD_TIMEOUT_MS)
     time.sleep(5)  # every session past its first script run
     if meter:
         meter.start()
