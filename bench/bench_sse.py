@@ -44,11 +44,11 @@ ENDED = {str(status) for status in TERMINAL_STATUSES}
 
 
 class Client(threading.Thread):
-    """One sseclient-py subscriber: records (event id, arrival time) until the run ends."""
+    """One sseclient-py subscriber: records (event id, arrival time) until the run(s) end."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, runs: int = 1) -> None:
         super().__init__(daemon=True)
-        self.url = url
+        self.url, self.runs = url, runs  # it stops once `runs` runs have ended
         self.arrivals: list[tuple[int, float]] = []
         self.error: str | None = None
 
@@ -58,7 +58,9 @@ class Client(threading.Thread):
             for event in SSEClient(response.iter_content(chunk_size=None)).events():
                 self.arrivals.append((int(event.id), time.time()))
                 if event.event == "run" and json.loads(event.data)["status"] in ENDED:
-                    break
+                    self.runs -= 1
+                    if not self.runs:
+                        break
             response.close()
         except Exception as error:  # reported beside the figures
             self.error = repr(error)
@@ -83,7 +85,7 @@ def serve(database_url: str, port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    _until(lambda: _answers(f"http://127.0.0.1:{port}/health"), "the API to start")
+    until(lambda: _answers(f"http://127.0.0.1:{port}/health"), "the API to start")
     return process
 
 
@@ -101,8 +103,9 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _until(check: Any, what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
+def until(check: Any, what: str, timeout: float = WAIT_S) -> Any:
+    """Poll `check` until truthy and return that; exit naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if result := check():
             return result
@@ -121,7 +124,7 @@ def one_round(engine: sa.Engine, api: str, clients: int, size: int) -> dict[str,
     subscribers = [Client(f"{api}{FEED}?job=demo") for _ in range(clients)]
     for subscriber in subscribers:
         subscriber.start()
-    _until(lambda: _stats(api)["subscribers"] >= clients, "the clients to connect")
+    until(lambda: _stats(api)["subscribers"] >= clients, "the clients to connect")
     before, began = _stats(api)["reader_queries"], time.monotonic()
     url = engine.url.render_as_string(hide_password=False)
     code = "from bench.bench_sse import emit; import sys; emit(sys.argv[1], int(sys.argv[2]))"

@@ -217,10 +217,17 @@ def _failure(error: BaseException, stage: str | None, run: Run) -> dict[str, Any
         "context": {"offset": run.offset, "job": run.job, "params": run.params},
     }
     return {
-        "error_type": "JobError" if expected else type(error).__name__,
+        "error_type": "JobError" if expected else _error_type(error),
         "error_message": str(error) or type(error).__name__,
         "error_detail": detail,
     }
+
+
+def _error_type(error: BaseException) -> str:
+    """`interrupted` for a database connection lost mid-batch (a server restart: the batch rolled
+    back, so the run resumes from its checkpoint, as after a dead worker), else the error's class."""
+    lost = isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+    return "interrupted" if lost else type(error).__name__
 
 
 def _storable(failure: dict[str, Any], refused: Exception) -> dict[str, Any]:

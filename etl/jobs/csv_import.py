@@ -32,7 +32,7 @@ from etl.jobs.csv_rows import (
     raw_text,
     target_table,
 )
-from etl.jobs.tables import create_table, table_layout
+from etl.jobs.tables import create_table, lock_table_name, table_layout
 
 
 @dataclass
@@ -272,6 +272,7 @@ class CsvImportJob(Job):
 
     def _prepare(self, table: sa.Table, file: str, session: Session) -> None:
         """Create the table, or check an existing one can take the file's columns by key."""
+        lock_table_name(session=session, name=table.name)  # a run importing beside us waits here
         layout = table_layout(session=session, name=table.name)
         key = self.params["key"]
         if layout is None:

@@ -38,6 +38,21 @@ def table_layout(*, session: Session, name: str) -> TableLayout | None:
     return TableLayout(columns, tuple(frozenset(k) for k in keys if k))
 
 
+_PG_TABLE_LOCK = 0x52555442  # "RUTB": first key of the advisory locks on target table names
+
+
+def lock_table_name(*, session: Session, name: str) -> None:
+    """Hold table `name` for this transaction before checking or creating it.
+
+    Without it, two runs that import into a new table at once both find it missing and both create
+    it, and PostgreSQL fails the second with a duplicate key in its catalogue. SQLite's writers are
+    serialised already (BEGIN IMMEDIATE).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        lock = sa.text("SELECT pg_advisory_xact_lock(:space, hashtext(:name))")
+        session.execute(lock, {"space": _PG_TABLE_LOCK, "name": name})
+
+
 def create_table(*, session: Session, table: sa.Table) -> None:
     """Create `table` in the session's transaction."""
     table.create(session.connection())

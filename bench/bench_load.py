@@ -1,0 +1,459 @@
+"""Load and soak with real processes: the live feed, browser sessions on Home, memory over time.
+
+    python -m bench.bench_load sse   [--clients 50] [--duration 120] [--rate 100]
+    python -m bench.bench_load pages [--sessions 50] [--duration 120]
+    python -m bench.bench_load soak  [--duration 600]
+    python -m bench.bench_load       # all three, full length
+
+Each creates and drops its own database (PostgreSQL on 127.0.0.1 by default; `--backend sqlite`)
+and starts Runwatch's own processes on free loopback ports:
+
+- sse: `runwatch serve-api` and a `runwatch worker` executing a demo run that writes about `--rate`
+  progress events a second; `--clients` sseclient-py clients follow the feed for `--duration`
+  seconds. Prints the commit-to-arrival delay (p50, p95 against 100 ms), the server's CPU and RSS
+  every 10 s, and the feed reader's queries/s beside a round with one client (ratio ~1).
+- pages: Streamlit (`bench.streamlit_probe`, which times every script run and counts queries) and
+  a worker executing a long demo run; `--sessions` Playwright pages of one Chromium stay on Home
+  (auto-refresh every 2 s) for `--duration` seconds. Prints the server's CPU (goal <= 1 core), the
+  rerun time p50/p95 (goal <= 200 ms) and queries per 2-s tick beside a round with one session.
+- soak: serve-api and one worker for `--duration` seconds of back-to-back runs (demo and
+  csv_import, triggered over the API) with an SSE client and status polls; prints both processes'
+  RSS every 15 s and its growth after the first minute (goal <= 10%).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import requests
+import sqlalchemy as sa
+
+from bench import DEFAULT_POSTGRES_URL, temp_database
+from bench.bench_sse import FEED, Client, check_delivery, free_port, percentile, serve, until
+from bench.procs import ROOT, Meter, runwatch, stop
+from db.models import TERMINAL_STATUSES, Job
+from db.queries import (
+    create_run,
+    get_run,
+    last_event_id,
+    list_events,
+    read_session,
+    request_cancel,
+    save_job,
+    write_session,
+)
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # the browser the page tests use
+
+SSE_GOAL_MS = 100.0
+CPU_GOAL_CORES = 1.0
+RERUN_GOAL_MS = 200.0
+GROWTH_GOAL = 0.10
+TICK_S = 2.0  # Home's refresh interval while a run is active
+BASELINE_S = 30.0  # the one-client / one-session round that the full round is compared with
+LOAD_TIMEOUT_MS = 300_000  # fifty pages loading at once on a busy 2-core machine are slow
+ENDED = {str(status) for status in TERMINAL_STATUSES}
+
+
+def url_of(engine: sa.Engine) -> str:
+    """The engine's URL with its password, for child processes."""
+    return engine.url.render_as_string(hide_password=False)
+
+
+def verdict(value: float, goal: float) -> str:
+    """`value` beside `goal` as a ratio, and whether it is met."""
+    return f"goal {goal:g}   ratio {value / goal:6.3f}  {'ok' if value <= goal else 'ABOVE GOAL'}"
+
+
+def start_long_run(engine: sa.Engine, params: dict[str, Any], job: str = "demo") -> int:
+    """Enqueue a demo-kind run (for the benchmark's workers) that lasts until cancelled."""
+    with write_session(engine) as session:
+        run = create_run(session=session, job=job, params={"total": 10**9, **params})
+    assert run.id is not None
+    return run.id
+
+
+def cancel(engine: sa.Engine, run_ids: list[int]) -> None:
+    """Ask the runs to stop after their batch and wait until they have."""
+    with write_session(engine) as session:
+        for run_id in run_ids:
+            request_cancel(session=session, run_id=run_id)
+    for run_id in run_ids:
+        until(lambda run_id=run_id: status_of(engine, run_id) in ENDED, "the runs to stop", 120)
+
+
+def status_of(engine: sa.Engine, run_id: int) -> str:
+    """The run's status now."""
+    with read_session(engine) as session:
+        return str(get_run(session=session, run_id=run_id, fresh=True).status)
+
+
+# ---------------------------------------------------------------- sse: item 3
+
+
+WRITERS = 4  # runs writing at once: one alone waits on each commit's WAL flush between events
+
+
+def writer_jobs(engine: sa.Engine) -> list[str]:
+    """Demo-kind jobs, one per writing run (a job has one active run at a time)."""
+    names = [f"load_{n}" for n in range(WRITERS)]
+    with write_session(engine) as session:
+        for name in names:
+            save_job(session=session, job=Job(name=name, title=name, kind="demo", params={}))
+    return names
+
+
+def sse_round(
+    engine: sa.Engine, api: str, clients: int, seconds: float, rate: float, meter: Meter | None
+) -> dict[str, Any]:
+    """`clients` clients on the feed while runs write ~`rate` events/s for `seconds`."""
+    with read_session(engine) as session:
+        start = last_event_id(session=session)
+    subscribers = [Client(f"{api}{FEED}", runs=WRITERS) for _ in range(clients)]
+    for subscriber in subscribers:
+        subscriber.start()
+    until(lambda: feed_stats(api)["subscribers"] >= clients, "the clients to connect", 120)
+    before, began = feed_queries(api), time.monotonic()
+    if meter:
+        meter.start()
+    pace = {"batch_size": 10, "delay_ms": int(1000 * WRITERS / rate)}
+    runs = [start_long_run(engine, pace, job) for job in writer_jobs(engine)]
+    time.sleep(seconds)
+    cancel(engine, runs)
+    for subscriber in subscribers:
+        subscriber.join(120)
+    elapsed = time.monotonic() - began
+    if meter:
+        meter.stop()
+    with read_session(engine) as session:
+        events = list_events(session=session, after_id=start, limit=None)
+    queries = feed_queries(api) - before
+    return {"clients": subscribers, "events": events, "queries": queries, "seconds": elapsed}
+
+
+def feed_stats(api: str) -> dict[str, Any]:
+    """The serve-api process's feed counters."""
+    return dict(httpx.get(f"{api}{FEED}/stats", timeout=30).json())
+
+
+def feed_queries(api: str) -> int:
+    """Database queries the feed made so far: its reader's and clients' catch-up reads."""
+    stats = feed_stats(api)
+    return int(stats["reader_queries"]) + int(stats["catchup_queries"])
+
+
+def bench_sse_load(options: argparse.Namespace) -> None:
+    """Item 3: the live feed under `--clients` clients for `--duration` seconds."""
+    with temp_database(options.backend, options.postgres_url) as engine:
+        port = free_port()
+        api_url = f"http://127.0.0.1:{port}"
+        server = serve(url_of(engine), port)
+        workers = [
+            runwatch(url_of(engine), "worker", RUNWATCH_PROGRESS_INTERVAL_S="0")
+            for _ in range(WRITERS)
+        ]
+        meter = Meter(server.pid, every=10)
+        try:
+            one = sse_round(
+                engine, api_url, 1, min(BASELINE_S, options.duration), options.rate, None
+            )
+            many = sse_round(
+                engine, api_url, options.clients, options.duration, options.rate, meter
+            )
+        finally:
+            for worker in workers:
+                stop(worker)
+            stop(server)
+    report_sse(options, one, many, meter)
+
+
+def report_sse(
+    options: argparse.Namespace, one: dict[str, Any], many: dict[str, Any], meter: Meter
+) -> None:
+    """Print item 3's figures."""
+    delays = check_delivery(many)
+    check_delivery(one)
+    tag, events = f"[sse {options.backend}]", len(many["events"])
+    print(
+        f"{tag} {options.clients} clients x {many['seconds']:.0f} s: each got all {events}"
+        f" events once, in order ({events / many['seconds']:.0f} events/s written)"
+    )
+    for name, share in (("p50", 0.5), ("p95", 0.95)):
+        print(f"{tag} commit-to-arrival {name} {percentile(delays, share):8.1f} ms", end="")
+        print(f"   {verdict(percentile(delays, share), SSE_GOAL_MS)}" if name == "p95" else "")
+    print(f"{tag} max {max(delays):.1f} ms")
+    print(f"{tag} serve-api CPU {meter.mean_cores():.2f} cores; every 10 s: {meter.series()}")
+    # the reader wakes once per notified commit, so its queries follow the events, not the clients
+    per = [r["queries"] / max(len(r["events"]), 1) * 100 for r in (one, many)]
+    print(
+        f"{tag} feed queries: {many['queries'] / many['seconds']:.1f}/s with {options.clients}"
+        f" clients, {one['queries'] / one['seconds']:.1f}/s with 1; per 100 events written"
+        f" {per[1]:.1f} vs {per[0]:.1f}   {verdict(per[1] / per[0], 1.5)}"
+    )
+
+
+# ---------------------------------------------------------------- pages: item 4
+
+
+def start_streamlit(database_url: str, port: int, log: Path) -> Any:
+    """Streamlit with the probe on `port` (no in-process worker: the benchmark's worker runs)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RUNWATCH_")},
+        "RUNWATCH_DATABASE_URL": database_url,
+        "RUNWATCH_WORKER_ENABLED": "false",
+        "RUNWATCH_PROBE_LOG": str(log),
+        "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
+    }
+    options = ["--server.headless", "true", "--server.address", "127.0.0.1"]
+    command = [sys.executable, "-m", "bench.streamlit_probe", "Home.py", *options]
+    process = subprocess.Popen(
+        [*command, "--server.port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    until(lambda: _healthy(f"http://127.0.0.1:{port}"), "Streamlit to start", 120)
+    return process
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_stcore/health", timeout=5).text.strip() == "ok"
+    except httpx.TransportError:
+        return False
+
+
+def reruns(log: Path, since: float, until_ts: float) -> list[tuple[float, float, str, int]]:
+    """The probe's script runs that ended in [since, until_ts): (time, seconds, ending, queries)."""
+    rows = []
+    for line in log.read_text().splitlines():
+        at, took, ending, queries = line.split()
+        if since <= float(at) < until_ts:
+            rows.append((float(at), float(took), ending, int(queries)))
+    return rows
+
+
+def pages_round(
+    browser: Any, url: str, log: Path, sessions: int, seconds: float, meter: Meter | None
+) -> dict[str, Any]:
+    """`sessions` pages on Home for `seconds`: the probe's reruns in that window."""
+    contexts = [browser.new_context() for _ in range(sessions)]
+    for context in contexts:  # one after another: fifty loads at once time out on a busy machine
+        page = context.new_page()
+        page.goto(url, wait_until="commit", timeout=LOAD_TIMEOUT_MS)
+        page.wait_for_selector('[data-testid="stApp"]', timeout=LOAD_TIMEOUT_MS)
+    time.sleep(5)  # every session past its first script run
+    if meter:
+        meter.start()
+    began = time.time()
+    time.sleep(seconds)
+    window = reruns(log, began, time.time())
+    if meter:
+        meter.stop()
+    for context in contexts:
+        context.close()
+    return {"reruns": window, "seconds": seconds}
+
+
+def bench_pages(options: argparse.Namespace) -> None:
+    """Item 4: `--sessions` browser sessions on Home with auto-refresh while a run is active."""
+    from playwright.sync_api import sync_playwright
+
+    with (
+        temp_database(options.backend, options.postgres_url) as engine,
+        tempfile.TemporaryDirectory(prefix="runwatch-bench-") as folder,
+    ):
+        log, port = Path(folder) / "reruns.log", free_port()
+        log.touch()
+        worker = runwatch(url_of(engine), "worker")
+        run_id = start_long_run(engine, {"batch_size": 100, "delay_ms": 50})
+        app = start_streamlit(url_of(engine), port, log)
+        meter = Meter(app.pid, every=10)
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                url = f"http://127.0.0.1:{port}/"
+                one = pages_round(browser, url, log, 1, min(BASELINE_S, options.duration), None)
+                many = pages_round(browser, url, log, options.sessions, options.duration, meter)
+                browser.close()
+            cancel(engine, [run_id])
+        finally:
+            stop(app)
+            stop(worker)
+    report_pages(options, one, many, meter)
+
+
+def report_pages(
+    options: argparse.Namespace, one: dict[str, Any], many: dict[str, Any], meter: Meter
+) -> None:
+    """Print item 4's figures."""
+    tag = f"[pages {options.backend}]"
+    done = [row for row in many["reruns"] if row[2] == "SCRIPT_STOPPED_WITH_SUCCESS"]
+    times = [row[1] * 1000 for row in done]
+    if not times:
+        raise SystemExit(
+            f"{tag} no script run completed while {options.sessions} sessions were open"
+        )
+    print(
+        f"{tag} {options.sessions} sessions x {many['seconds']:.0f} s: {len(done)} reruns"
+        f" ({len(done) / many['seconds']:.1f}/s; {len(many['reruns']) - len(done)} cut short)"
+    )
+    print(
+        f"{tag} Streamlit CPU {meter.mean_cores():.2f} cores   {verdict(meter.mean_cores(), CPU_GOAL_CORES)}"
+    )
+    print(f"{tag} every 10 s: {meter.series()}")
+    print(f"{tag} rerun p50 {percentile(times, 0.5):.1f} ms")
+    p95 = percentile(times, 0.95)
+    print(f"{tag} rerun p95 {p95:.1f} ms   {verdict(p95, RERUN_GOAL_MS)}")
+    per_tick = [queries_per_tick(r) for r in (one, many)]
+    ratio = per_tick[1] / per_tick[0] if per_tick[0] else float("inf")
+    print(
+        f"{tag} queries per {TICK_S:g}-s tick: {options.sessions} sessions {per_tick[1]:.1f},"
+        f" 1 session {per_tick[0]:.1f}   {verdict(ratio, 1.5)}"
+    )
+
+
+def queries_per_tick(result: dict[str, Any]) -> float:
+    """Database queries of the server per refresh tick, over the round's window."""
+    rows = result["reruns"]
+    if len(rows) < 2:
+        return 0.0
+    span = rows[-1][0] - rows[0][0]
+    return (rows[-1][3] - rows[0][3]) / span * TICK_S if span else 0.0
+
+
+# ---------------------------------------------------------------- soak: item 5
+
+
+class Follower(threading.Thread):
+    """One SSE client reading the whole feed until `stop()` (it only counts the events)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.events, self.stopping = url, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                with requests.get(self.url, stream=True, timeout=(10, 60)) as response:
+                    for line in response.iter_lines():
+                        self.events += line.startswith(b"id:")
+                        if self.stopping.is_set():
+                            return
+            except requests.RequestException:
+                time.sleep(1)
+
+    def stop(self) -> None:
+        """Stop at the next line (a keep-alive comes at least every 15 s)."""
+        self.stopping.set()
+
+
+def soak_jobs(engine: sa.Engine, folder: Path) -> dict[str, dict[str, Any]]:
+    """A csv_import job of a 5,000-row file beside the demo job; each job's run parameters."""
+    path = folder / "soak.csv"
+    path.write_text("id,name,amount\n" + "".join(f"{i},n{i},{i}.5\n" for i in range(5000)))
+    params = {"path": str(path), "table": "soak_rows", "key": "id", "batch_size": 500}
+    with write_session(engine) as session:
+        save_job(
+            session=session,
+            job=Job(name="soak_csv", title="soak", kind="csv_import", params=params),
+        )
+    return {"demo": {"total": 3000, "batch_size": 100, "delay_ms": 5}, "soak_csv": {}}
+
+
+def keep_busy(api: str, jobs: dict[str, dict[str, Any]], seconds: float) -> int:
+    """Trigger each job again whenever it is idle, and poll its status, for `seconds`; runs started."""
+    started, deadline = 0, time.monotonic() + seconds
+    with httpx.Client(base_url=api, timeout=30) as client:
+        while time.monotonic() < deadline:
+            for job, params in jobs.items():
+                answer = client.post("/api/etl/trigger", json={"job": job, "params": params})
+                started += answer.status_code == 202
+                client.get("/api/etl/status", params={"job": job})
+            time.sleep(0.5)
+    return started
+
+
+def bench_soak(options: argparse.Namespace) -> None:
+    """Item 5: serve-api and one worker under back-to-back runs; their RSS growth."""
+    with (
+        temp_database(options.backend, options.postgres_url) as engine,
+        tempfile.TemporaryDirectory(prefix="runwatch-bench-") as folder,
+    ):
+        jobs = soak_jobs(engine, Path(folder))
+        port = free_port()
+        server = serve(url_of(engine), port)
+        worker = runwatch(url_of(engine), "worker")
+        meters = {
+            "serve-api": Meter(server.pid, 15).start(),
+            "worker": Meter(worker.pid, 15).start(),
+        }
+        follower = Follower(f"http://127.0.0.1:{port}{FEED}")
+        follower.start()
+        try:
+            started = keep_busy(f"http://127.0.0.1:{port}", jobs, options.duration)
+        finally:
+            follower.stop()
+            for meter in meters.values():
+                meter.stop()
+            stop(worker)
+            stop(server)
+    tag = f"[soak {options.backend}]"
+    print(
+        f"{tag} {options.duration:.0f} s: {started} runs triggered over the API,"
+        f" {follower.events} events followed"
+    )
+    for name, meter in meters.items():
+        report_growth(f"{tag} {name}", meter)
+
+
+def report_growth(tag: str, meter: Meter) -> None:
+    """Print one process's RSS series and its growth after the first minute."""
+    samples = meter.samples
+    warm = next((s for s in samples if s.at >= 60), samples[0])
+    growth = samples[-1].rss / warm.rss - 1
+    print(
+        f"{tag} RSS {samples[0].rss:.0f} MB at start, {warm.rss:.0f} MB after {warm.at:.0f} s,"
+        f" {samples[-1].rss:.0f} MB at {samples[-1].at:.0f} s: growth {growth:+.1%}"
+        f"   {verdict(max(growth, 0.0), GROWTH_GOAL)}"
+    )
+    print(f"{tag} every 15 s: {meter.series()}")
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="postgres")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    commands = parser.add_subparsers(dest="command")
+    sse = commands.add_parser("sse", help="item 3: SSE clients while runs write events")
+    sse.add_argument("--clients", type=int, default=50)
+    sse.add_argument("--duration", type=float, default=120.0, help="seconds")
+    sse.add_argument("--rate", type=float, default=100.0, help="events per second to write")
+    pages = commands.add_parser("pages", help="item 4: browser sessions on Home")
+    pages.add_argument("--sessions", type=int, default=50)
+    pages.add_argument("--duration", type=float, default=120.0, help="seconds")
+    soak = commands.add_parser("soak", help="item 5: memory of serve-api and a worker")
+    soak.add_argument("--duration", type=float, default=600.0, help="seconds")
+    options = parser.parse_args()
+    benches = {"sse": bench_sse_load, "pages": bench_pages, "soak": bench_soak}
+    for name in [options.command] if options.command else list(benches):
+        if not options.command:  # all three, each with its defaults
+            options = parser.parse_args([*sys.argv[1:], name])
+        benches[name](options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""`streamlit run` with a probe, for bench_load: logs each script run's time and the queries so far.
+
+    RUNWATCH_PROBE_LOG=reruns.log python -m bench.streamlit_probe Home.py [streamlit options]
+
+Every script run of every session appends `<unix time> <seconds> <how it ended> <queries>` to the
+log, where `queries` counts every statement any psycopg cursor of the server has executed so far
+(the ORM's and the bare driver's reads alike), so a benchmark can relate queries to ticks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import psycopg
+from streamlit.runtime.scriptrunner.script_runner import ScriptRunner, ScriptRunnerEvent
+from streamlit.web import cli
+
+ENDINGS = {
+    ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS,
+    ScriptRunnerEvent.SCRIPT_STOPPED_WITH_COMPILE_ERROR,
+    ScriptRunnerEvent.SCRIPT_STOPPED_FOR_RERUN,
+}
+_lock = threading.Lock()
+_queries = 0
+_log = open(os.environ["RUNWATCH_PROBE_LOG"], "a", buffering=1)  # noqa: SIM115 (open for the process's life)
+
+
+def _counted(execute: Any) -> Any:
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        global _queries
+        with _lock:
+            _queries += 1
+        return execute(self, *args, **kwargs)
+
+    return wrapper
+
+
+def _timed(init: Any) -> Any:
+    def wrapper(self: ScriptRunner, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        started: list[float] = []
+
+        def on_event(_sender: Any, event: ScriptRunnerEvent, **_: Any) -> None:
+            if event == ScriptRunnerEvent.SCRIPT_STARTED:
+                started[:] = [time.perf_counter()]
+            elif event in ENDINGS and started:
+                took = time.perf_counter() - started.pop()
+                _log.write(f"{time.time():.3f} {took:.4f} {event.name} {_queries}\n")
+
+        self.on_event.connect(on_event, weak=False)
+
+    return wrapper
+
+
+def main() -> None:
+    """Install the probe, then hand over to `streamlit run`."""
+    psycopg.Cursor.execute = _counted(psycopg.Cursor.execute)  # type: ignore[method-assign]
+    ScriptRunner.__init__ = _timed(ScriptRunner.__init__)  # type: ignore[method-assign]
+    sys.argv = ["streamlit", "run", *sys.argv[1:]]
+    sys.exit(cli.main())
+
+
+if __name__ == "__main__":
+    main()
