@@ -183,20 +183,27 @@ def list_events(
     shape = ("events", newest_first, with_data, limit is None, *binds)
     with driver.reader(session) as db:
         rows = db.rows(shape, build, binds | ({} if limit is None else {"limit": limit}))
-    return _event_rows(rows, db.sqlite)
+    return _event_rows(rows, db.sqlite, with_data)
 
 
-def _event_rows(rows: driver.Rows, sqlite: bool) -> list[EventRow]:
-    """Driver rows as EventRows: timestamps aware UTC, data decoded."""
-    row, decode = tuple.__new__, driver.json_value(sqlite)  # EventRows built in C, per row
-    if sqlite:
-        utc = driver.SQLITE_UTC
+def _event_rows(rows: driver.Rows, sqlite: bool, with_data: bool) -> list[EventRow]:
+    """Driver rows as EventRows: timestamps aware UTC, data decoded (when it was read)."""
+    row = tuple.__new__  # EventRows built in C: NamedTuple's own __new__ is Python, per row
+    if not sqlite:
         return [
-            row(EventRow, (i, iso(t + utc), r, lv, k, s, m, decode(d)))
+            row(EventRow, (i, t.astimezone(UTC), r, lv, k, s, m, d))
             for i, t, r, lv, k, s, m, d in rows
         ]
+    utc = driver.SQLITE_UTC
+    if not with_data:  # the Logs tick: no JSON to decode
+        return [
+            row(EventRow, (i, iso(t + utc), r, lv, k, s, m, None))
+            for i, t, r, lv, k, s, m, _ in rows
+        ]
+    decode = driver.json_value(sqlite)
     return [
-        row(EventRow, (i, t.astimezone(UTC), r, lv, k, s, m, d)) for i, t, r, lv, k, s, m, d in rows
+        row(EventRow, (i, iso(t + utc), r, lv, k, s, m, decode(d)))
+        for i, t, r, lv, k, s, m, d in rows
     ]
 
 
