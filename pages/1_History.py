@@ -15,6 +15,7 @@ with app.database_guard():
     jobs = app.job_names(engine)
     filters.restore_from_url(jobs)
     filters.filter_bar(jobs)
+    filters.save_to_url(filters.current_view())  # first, so the link is right before the grid loads
     view, problem = filters.without_reversed_range(filters.current_view())
     if problem:
         st.warning(problem)
@@ -42,6 +43,6 @@ with app.database_guard():
         placeholder="Select a row above or type a run number",
     )
     view = filters.current_view()
-    filters.save_to_url(view)
+    filters.save_to_url(view)  # again when the page was clamped or a row was picked
     if view.run_id:
         history.run_details(engine, int(view.run_id))
