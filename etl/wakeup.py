@@ -1,4 +1,5 @@
-"""This process's workers, so a command can wake them at once instead of at their next poll.
+"""This process's workers, so a command can wake them at once instead of at their next poll, and a
+test (or a shutdown) can stop every one of them.
 
 Apart from etl.worker because the workers' scheduler enqueues through etl.commands, which wakes them.
 """
@@ -14,6 +15,8 @@ class Wakeable(Protocol):
 
     def wake(self) -> None: ...
 
+    def stop(self) -> None: ...
+
 
 _local_workers: weakref.WeakSet[Wakeable] = weakref.WeakSet()  # every worker of this process
 
@@ -27,3 +30,9 @@ def wake_local_workers() -> None:
     """Ask every worker of this process to look for pending runs now, not at its next poll."""
     for worker in list(_local_workers):
         worker.wake()
+
+
+def stop_local_workers() -> None:
+    """Ask every worker of this process to finish its current run and stop."""
+    for worker in list(_local_workers):
+        worker.stop()

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from db.engine import dispose_engines
 from db.migrate import init_db
 from db.settings import Settings, get_settings
+from etl.wakeup import stop_local_workers
 from tests.pgcluster import pg_cluster  # noqa: F401 (a fixture: a test-owned PostgreSQL cluster)
 
 POSTGRES_URL = os.environ.get(
@@ -49,6 +50,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     backend = getattr(request, "param", "sqlite")
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'runwatch.db'}"
+        stop_local_workers()  # the app's workers of page tests would poll the old file forever
         return
     if _PG_REASON:
         if os.environ.get("CI"):
@@ -60,6 +62,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     try:
         yield sa.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     finally:
+        stop_local_workers()
         dispose_engines()
         with psycopg.connect(_postgres_admin_dsn(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -35,6 +35,7 @@ from db.queries import (
     resume_run,
     write_session,
 )
+from db.queries.base import PG_EVENT_LOCK
 from db.settings import Settings, get_settings
 from etl.runner import Runner
 from etl.worker import Worker
@@ -195,11 +196,17 @@ def _run_row_free(engine: sa.Engine, run_id: int) -> bool:
             connection.execute(
                 sa.text("SELECT id FROM run WHERE id = :id FOR UPDATE NOWAIT"), {"id": run_id}
             )
+            # a worker stopped between an event insert and its commit holds the event lock,
+            # which every other writer of events waits for
+            return bool(
+                connection.execute(
+                    sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_EVENT_LOCK}
+                ).scalar()
+            )
         except sa.exc.OperationalError:
             return False
         finally:
             connection.rollback()
-        return True
 
 
 def woke_up(process: subprocess.Popen[bytes], engine: sa.Engine, old: Run) -> bool:

@@ -17,9 +17,12 @@ READ_TIMEOUT_S = 30.0  # the feed sends a keep-alive every 15 s; silence beyond 
 class FollowingClient(threading.Thread):
     """Reads the feed until `stop()`, reconnecting with Last-Event-ID whenever the stream breaks."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, after: int) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.after = (
+            after  # the first connection resumes after this id: nothing before it is missed
+        )
         self.ids: list[int] = []
         self.connections = 0
         self.failures: list[str] = []  # why each stream ended early, for a failing assertion
@@ -36,9 +39,10 @@ class FollowingClient(threading.Thread):
                 time.sleep(RECONNECT_S)
 
     def _follow(self) -> None:
-        headers = {"Accept": "text/event-stream"}
-        if self.ids:
-            headers["Last-Event-ID"] = str(self.ids[-1])
+        headers = {
+            "Accept": "text/event-stream",
+            "Last-Event-ID": str(self.ids[-1] if self.ids else self.after),
+        }
         self.response = requests.get(
             self.url, stream=True, headers=headers, timeout=(5, READ_TIMEOUT_S)
         )

@@ -80,7 +80,7 @@ def test_database_restart_loses_no_run_and_no_event(
         api_process(cluster_url) as api,
         running_fleet(cluster_url, tmp_path / "logs", 2) as fleet,
     ):
-        clients = [FollowingClient(f"{api.url}{FEED}") for _ in range(CLIENTS)]
+        clients = [FollowingClient(f"{api.url}{FEED}", after=start) for _ in range(CLIENTS)]
         for client in clients:
             client.start()
         with write_session(engine) as session:
