@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PORT ?= 8501
 API_PORT ?= 8000
+# pytest-xdist processes: most tests wait on workers, servers and the browser, so 3 keep 2 cores busy
+TEST_WORKERS ?= 3
 
 .PHONY: run test screenshots lint format typecheck bench init-db worker api clean
 
@@ -40,7 +42,7 @@ api: init-db
 test: lint
 	@bash scripts/ensure-postgres
 	@bash scripts/ensure-browser
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 screenshots: $(VENV)/.test
 	@bash scripts/ensure-browser
