@@ -23,7 +23,7 @@ class PerformanceMetrics(BaseModel):
 
 
 class EtaRange(BaseModel):
-    """When the run should end at the earliest and latest: 8 runs in 10 end in between (p10-p90)."""
+    """When the run should end at the earliest and latest: 9 runs in 10 end in between (p5-p95)."""
 
     earliest: datetime
     latest: datetime

@@ -82,7 +82,7 @@ class ProgressBar:
         return " ".join(parts)
 
     def eta_text(self) -> str:
-        """`ETA 1m05s (58s–1m12s)`: likely, and the range 8 runs in 10 end in (as of the update)."""
+        """`ETA 1m05s (58s–1m12s)`: likely, and the range 9 runs in 10 end in (as of the update)."""
         remaining = max((self.total or 0) - self.done, 0)
         eta = estimate(remaining=remaining, pace=self.pace, history=self.history).seconds
         if eta is None:

@@ -10,7 +10,7 @@ Pace is seconds per record, handled as its logarithm (so 2x slower and 2x faster
   history" (UNUSUAL of runs, any pace in a wide band): a run plainly slower or faster than usual is
   believed after a few steady batches instead of being pulled back towards the history.
 - Without history the run's own pace alone gives the ETA, once MIN_BATCHES batches are in.
-The range is the 10th to 90th percentile of the remaining time: the uncertainty of the pace plus the
+The range is the 5th to 95th percentile of the remaining time: the uncertainty of the pace plus the
 noise the remaining batches add, so it narrows as the run goes. The ETA counts down from the latest
 batch's end; a batch under way that is clearly late counts as evidence too, so a stall makes it grow.
 """
@@ -32,12 +32,13 @@ UNUSUAL = 0.1  # prior share of runs unlike their history
 UNUSUAL_WIDTH = 4.0  # log-pace band such a run may fall in (from 1/7x to 7x the usual pace)
 MIN_BATCHES = 3  # batches a run without history needs before its own pace is trusted
 LATE_BATCH = 2.0  # a batch under way this many times longer than the average is late
-Z90 = 1.2816  # standard normal quantile of 0.9: the range is p10-p90
+Z90 = 1.2816  # standard normal quantile of 0.9 (a history's p10-p90 spread is 2 * Z90 deviations)
+Z95 = 1.6449  # standard normal quantile of 0.95: the range is p5-p95, 9 runs in 10 end in it
 
 
 @dataclass(frozen=True)
 class Eta:
-    """Seconds until the run ends: likely (p50), early (p10) and late (p90); None when unknown."""
+    """Seconds until the run ends: likely (p50), early (p5) and late (p95); None when unknown."""
 
     likely_s: float | None
     early_s: float | None
@@ -129,7 +130,7 @@ def estimate(
     if pace.batches:  # the remaining batches' own noise averages out over their number
         per_batch = pace.records / pace.batches
         variance += pace.batch_variance / max(remaining / per_batch, 1.0)
-    spread = Z90 * math.sqrt(variance)
+    spread = Z95 * math.sqrt(variance)
     seconds = [remaining * math.exp(mean + z) - waited_s for z in (0.0, -spread, spread)]
     likely, early, late = (max(s, 0.0) for s in seconds)
     return Eta(likely, early, late)

@@ -127,12 +127,12 @@ def progress(job: JobLive, run: RunRow) -> None:
         ]
     )
     if spread:
-        st.caption(f"ETA range (8 runs in 10 end within it): {spread}")
+        st.caption(f"ETA range (9 runs in 10 end within it): {spread}")
 
 
 ETA_HELP = (
     "Likely time left: the run's own pace so far, weighed against its job's recent runs by how "
-    "many batches it has done and how steady they were. Below it, the range 8 runs in 10 end in."
+    "many batches it has done and how steady they were. Below it, the range 9 runs in 10 end in."
 )
 
 
