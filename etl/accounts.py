@@ -329,7 +329,9 @@ def list_tokens(engine: sa.Engine, caller: Caller) -> list[TokenInfo]:
         return _list_tokens(session=session)
 
 
-def authenticate_token(engine: sa.Engine, raw: str | None) -> Caller:
+def authenticate_token(
+    engine: sa.Engine, raw: str | None, *, source: Source = Source.API
+) -> Caller:
     """The caller an API token stands for (`token:<name>`, its role), or Unauthenticated.
 
     One indexed read per request; the token's last use is written at most once a minute.
@@ -346,4 +348,4 @@ def authenticate_token(engine: sa.Engine, raw: str | None) -> Caller:
     if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY:
         with write_session(engine) as session:
             touch_token(session=session, token_id=token.id, now=now, every=TOUCH_EVERY)
-    return Caller(actor=f"token:{token.name}", source=Source.API, role=Role(token.role))
+    return Caller(actor=f"token:{token.name}", source=source, role=Role(token.role))
