@@ -172,6 +172,17 @@ def test_oidc_sign_in_takes_the_highest_claimed_role_or_the_default(engine: sa.E
         accounts.sign_in_oidc(engine, {}, source=Source.APP)
 
 
+def test_an_oidc_session_keeps_its_role_until_it_ends(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNWATCH_AUTH", "oidc")
+    get_settings.cache_clear()
+    caller = accounts.sign_in_oidc(engine, {"email": "eve@example.org"}, source=Source.APP)
+    assert accounts.check_session(engine, caller, utcnow()) == caller
+    with pytest.raises(Unauthenticated, match="session has ended"):
+        accounts.check_session(engine, caller, utcnow() - timedelta(hours=9))
+
+
 # ---------------------------------------------------------------- users
 
 
