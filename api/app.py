@@ -6,6 +6,9 @@ Every route is a thin layer over `db.queries` and `reports.export`; errors becom
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,10 +22,10 @@ from fastapi.responses import JSONResponse
 
 from api.feed import router as feed_router
 from api.params import BadParameter
-from api.routes import router
+from api.routes import public, router
 from api.status import ProcessMeter
 from db.engine import get_engine
-from db.queries import ActiveRunExists, RunwatchError
+from db.queries import ActiveRunExists, RunwatchError, Unauthenticated
 from db.settings import Settings, get_settings
 from etl.commands import refusal
 from etl.jobs import JobError
@@ -48,6 +51,7 @@ def create_app(engine: sa.Engine | None = None, settings: Settings | None = None
     app.state.meter = ProcessMeter()
     _add_cors(app, settings)
     _add_error_handlers(app)
+    app.include_router(public)
     app.include_router(router)
     app.include_router(feed_router)
     return app
@@ -65,8 +69,10 @@ def _add_cors(app: FastAPI, settings: Settings) -> None:
         )
 
 
-def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"detail": detail, **extra}, status_code=status)
+def _error(
+    status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -87,7 +93,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def refused(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RunwatchError)
         extra = {"run_id": error.run_id} if isinstance(error, ActiveRunExists) else {}
-        return _error(refusal(error).http_status, str(error), error=type(error).__name__, **extra)
+        # RFC 9110: a 401 says which scheme would do
+        headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthenticated) else None
+        status = refusal(error).http_status
+        return _error(status, str(error), headers, error=type(error).__name__, **extra)
 
     async def job_error(_: Request, error: Exception) -> JSONResponse:
         return _error(422, str(error))
@@ -131,18 +140,50 @@ def _bad_json(error: dict[str, Any]) -> str:
 
 
 SHUTDOWN_GRACE_S = 3
+_QUERY_TOKEN = re.compile(r"(access_token=)[^&\s]*")
 
 
 def serve(host: str, port: int) -> None:
-    """Serve the API with uvicorn until interrupted (`runwatch serve-api`)."""
+    """Serve the API with uvicorn until interrupted (`runwatch serve-api`).
+
+    RunwatchError, before anything listens, when `host` reaches beyond this machine and the API
+    has no sign-in (RUNWATCH_AUTH=none): every caller would be admin.
+    """
     import uvicorn
 
+    if get_settings().auth == "none" and not is_loopback(host):
+        raise RunwatchError(
+            f"Refusing to serve the API on {host} with RUNWATCH_AUTH=none: anyone who reaches it "
+            "would be admin. Serve on 127.0.0.1, or set RUNWATCH_AUTH=password and give each "
+            "client an API token (runwatch token create)."
+        )
     # A live feed response never ends by itself: give open streams a few seconds on shutdown,
     # then close them, so Ctrl-C or SIGTERM stops the server even with dashboards connected.
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(),
         host=host,
         port=port,
         log_level="info",
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
+    logging.getLogger("uvicorn.access").addFilter(hide_query_tokens)  # after Config set up logging
+    uvicorn.Server(config).run()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is an address (or the name `localhost`) only this machine reaches."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to anything
+
+
+def hide_query_tokens(record: logging.LogRecord) -> bool:
+    """Blank an `?access_token=` (the live feed's) in an access log line; keeps every line."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(
+            _QUERY_TOKEN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+        )
+    return True

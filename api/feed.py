@@ -30,13 +30,14 @@ from typing import Annotated, Any
 
 import psycopg
 import sqlalchemy as sa
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from api.auth import AUTH_ERRORS, feed_caller_of
 from api.models import ErrorBody
 from api.params import known_jobs
 from db.engine import get_engine
@@ -53,7 +54,10 @@ READER_IDLE_S = 5.0  # the reader stops after this long without clients
 QUEUE_LIMIT = 10_000  # events queued for one client before it is dropped as too slow
 PAGE = 500  # events per database read (reader and catch-up)
 
-router = APIRouter(tags=["live feed"])
+# the token may come as ?access_token=, since browsers' EventSource cannot send a header
+router = APIRouter(
+    tags=["live feed"], dependencies=[Depends(feed_caller_of)], responses=AUTH_ERRORS
+)
 
 
 # ---------------------------------------------------------------- events and filters

@@ -1,13 +1,18 @@
-"""The API's routes: reads through `db.queries` and `reports`, every change through `etl.commands`."""
+"""The API's routes: reads through `db.queries` and `reports`, every change through `etl.commands`.
+
+Every route but /health needs the caller resolved (`api.auth`); what the caller's role may do, the
+command layer decides.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from api.auth import AUTH_ERRORS, CallerOf, caller_of
 from api.models import (
     ActionResponse,
     ErrorBody,
@@ -40,10 +45,10 @@ from db.queries import (
     read_session,
 )
 from etl import commands
-from etl.commands import Caller, Source
 from reports.export import MEDIA_TYPES, Format, file_name
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(caller_of)], responses=AUTH_ERRORS)
+public = APIRouter()  # open to anyone: /health
 NO_SUCH_JOB: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such run or job."}
 }
@@ -59,12 +64,6 @@ def engine_of(request: Request) -> sa.Engine:
     return engine
 
 
-def caller_of(request: Request) -> Caller:
-    """Who made the request, for audit records (no sign-in yet: the client's address)."""
-    actor = f"api:{request.client.host}" if request.client else "api"
-    return Caller(actor=actor, source=Source.API)
-
-
 @router.get("/api/etl/status", response_model=EtlStatus, responses=ERRORS)
 def status(request: Request, job: Annotated[JobName | None, Query()] = None) -> EtlStatus:
     """The active run of `job` (or of any job) with progress, ETA and rates; else the newest run."""
@@ -75,10 +74,10 @@ def status(request: Request, job: Annotated[JobName | None, Query()] = None) -> 
 
 
 @router.post("/api/etl/trigger", status_code=202, response_model=TriggerResponse, responses=ERRORS)
-def trigger(request: Request, body: TriggerRequest) -> TriggerResponse:
+def trigger(request: Request, caller: CallerOf, body: TriggerRequest) -> TriggerResponse:
     """Enqueue a run of a job (trigger `api`); 409 names the active run when there is one."""
     engine = engine_of(request)
-    run = commands.trigger(engine, caller_of(request), body.job, body.params)
+    run = commands.trigger(engine, caller, body.job, body.params)
     with read_session(engine) as session:
         eta = estimated_duration(session=session, job=body.job, total=run.total_records)
     assert run.id is not None
@@ -123,9 +122,9 @@ def run_events(
 
 
 @router.post("/api/etl/runs/{run_id}/cancel", response_model=ActionResponse, responses=ERRORS)
-def cancel(request: Request, run_id: RunId) -> ActionResponse:
+def cancel(request: Request, caller: CallerOf, run_id: RunId) -> ActionResponse:
     """Cancel a pending run at once, or ask a running one to stop after its current batch."""
-    run = commands.cancel(engine_of(request), caller_of(request), run_id)
+    run = commands.cancel(engine_of(request), caller, run_id)
     done = run.status == RunStatus.CANCELLED
     message = f"Run #{run_id} " + ("cancelled." if done else "will stop after its current batch.")
     return ActionResponse(success=True, log_id=run_id, status=run.status, message=message)
@@ -139,6 +138,7 @@ def cancel(request: Request, run_id: RunId) -> ActionResponse:
 )
 def retry(
     request: Request,
+    caller: CallerOf,
     run_id: RunId,
     restart: Annotated[
         bool, Query(description="Start from zero instead of the checkpoint.")
@@ -146,7 +146,7 @@ def retry(
 ) -> TriggerResponse:
     """Enqueue a new run that resumes a failed or cancelled run from its checkpoint (or restarts it)."""
     engine = engine_of(request)
-    run = commands.resume(engine, caller_of(request), run_id, from_checkpoint=not restart)
+    run = commands.resume(engine, caller, run_id, from_checkpoint=not restart)
     left = None if run.total_records is None else run.total_records - run.offset
     with read_session(engine) as session:
         eta = estimated_duration(session=session, job=run.job, total=left)
@@ -167,22 +167,22 @@ JobPath = Annotated[JobName, Path(description="The job's name.")]
 
 
 @router.post("/api/etl/jobs/{job}/pause", response_model=JobResponse, responses=ERRORS)
-def pause(request: Request, job: JobPath) -> JobResponse:
+def pause(request: Request, caller: CallerOf, job: JobPath) -> JobResponse:
     """Pause a job: its schedule enqueues nothing and triggers are refused; an active run goes on."""
-    paused = commands.pause(engine_of(request), caller_of(request), job)
+    paused = commands.pause(engine_of(request), caller, job)
     message = f"Job '{job}' paused: it starts no run until it is resumed."
     return JobResponse(success=True, job=JobItem.from_job(paused), message=message)
 
 
 @router.post("/api/etl/jobs/{job}/unpause", response_model=JobResponse, responses=ERRORS)
-def unpause(request: Request, job: JobPath) -> JobResponse:
+def unpause(request: Request, caller: CallerOf, job: JobPath) -> JobResponse:
     """Resume a paused job: its schedule runs again from its next tick."""
-    resumed = commands.unpause(engine_of(request), caller_of(request), job)
+    resumed = commands.unpause(engine_of(request), caller, job)
     message = f"Job '{job}' resumed."
     return JobResponse(success=True, job=JobItem.from_job(resumed), message=message)
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+@public.get("/health", response_model=Health, responses={503: {"model": Health}})
 def health(request: Request) -> Any:
     """Whether the database answers, the worker lives (and how often it was restarted), and how
     many runs wait; 503 when the database is down."""
@@ -208,8 +208,10 @@ def health(request: Request) -> Any:
     return Health(status="ok" if ok else "degraded", database=True, pending=pending, **about_worker)
 
 
-def _export(request: Request, fmt: Format, filters: RunFilters, sort: RunSort) -> StreamingResponse:
-    chunks = commands.export(engine_of(request), caller_of(request), fmt, filters, sort)
+def _export(
+    request: Request, caller: CallerOf, fmt: Format, filters: RunFilters, sort: RunSort
+) -> StreamingResponse:
+    chunks = commands.export(engine_of(request), caller, fmt, filters, sort)
     headers = {"Content-Disposition": f'attachment; filename="{file_name(fmt)}"'}
     return StreamingResponse(chunks, media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -228,9 +230,11 @@ EXPORT_DOC = (
     },
     description=EXPORT_DOC,
 )
-def export_csv(request: Request, filters: Filters, sort: Sort) -> StreamingResponse:
+def export_csv(
+    request: Request, caller: CallerOf, filters: Filters, sort: Sort
+) -> StreamingResponse:
     """Export the filtered history as CSV."""
-    return _export(request, "csv", filters, sort)
+    return _export(request, caller, "csv", filters, sort)
 
 
 @router.get(
@@ -242,6 +246,8 @@ def export_csv(request: Request, filters: Filters, sort: Sort) -> StreamingRespo
     },
     description=EXPORT_DOC,
 )
-def export_json(request: Request, filters: Filters, sort: Sort) -> StreamingResponse:
+def export_json(
+    request: Request, caller: CallerOf, filters: Filters, sort: Sort
+) -> StreamingResponse:
     """Export the filtered history as JSON."""
-    return _export(request, "json", filters, sort)
+    return _export(request, caller, "json", filters, sort)

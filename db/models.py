@@ -78,6 +78,19 @@ ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
+class Role(StrEnum):
+    """What a signed-in person or an API token may do; each role may do all the one before it may."""
+
+    VIEWER = "viewer"  # sees everything and may export; changes nothing
+    OPERATOR = "operator"  # and triggers, cancels, retries and resumes runs
+    ADMIN = "admin"  # and configures, pauses and enables jobs, manages users and API tokens
+
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what `needed` may (roles rank in the order above)."""
+        ranks = list(Role)
+        return ranks.index(self) >= ranks.index(needed)
+
+
 class Trigger(StrEnum):
     """What started a run."""
 
@@ -268,6 +281,62 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] = _json()
     prev_hash: str | None = Field(default=None, max_length=64)  # the previous row's row_hash
     row_hash: str | None = Field(default=None, max_length=64)  # SHA-256 of this row and prev_hash
+
+
+class AppUser(SQLModel, table=True):
+    """A person who signs in to the app: a password hash (Argon2, never the password) and a role."""
+
+    __tablename__ = "app_user"
+
+    name: str = Field(primary_key=True, max_length=100)
+    password_hash: str = Field(max_length=200)  # argon2-cffi's encoded hash, parameters included
+    role: str = Field(default=Role.VIEWER, max_length=20)
+    disabled: bool = False  # refuses sign-in (with the same message as a wrong password)
+    failed_attempts: int = 0  # consecutive failed sign-ins since the last success or lock
+    locked_until: datetime | None = _ts()  # sign-in refused until then after too many failures
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the API: only its SHA-256 is stored; revoked tokens keep their row."""
+
+    __tablename__ = "api_token"
+    __table_args__ = (
+        sa.UniqueConstraint("name", name="uq_api_token_name"),
+        sa.UniqueConstraint("token_hash", name="uq_api_token_hash"),  # the lookup of every request
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64)  # SHA-256 hex of the token
+    role: str = Field(default=Role.VIEWER, max_length=20)
+    created_by: str = Field(default="", max_length=200)
+    created_at: datetime = _ts(nullable=False)
+    revoked_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()  # refreshed at most about once a minute
+
+
+class UserInfo(NamedTuple):
+    """A user as listings show it: no password hash."""
+
+    name: str
+    role: str
+    disabled: bool
+    locked_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TokenInfo(NamedTuple):
+    """An API token as listings show it: no hash, and never the token."""
+
+    name: str
+    role: str
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
 
 
 class DemoCategory(SQLModel, table=True):

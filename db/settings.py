@@ -1,9 +1,12 @@
 """Runwatch settings: one typed object, read from `RUNWATCH_*` environment variables."""
 
 from functools import lru_cache
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from db.models import Role
 
 
 class Settings(BaseSettings):
@@ -47,6 +50,30 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Seconds the app caches the queries behind one refresh tick."
     )
     actor: str = Field("analyst", description="Name recorded as the actor of app actions.")
+    auth: Literal["none", "password", "oidc"] = Field(
+        "none",
+        description="Who may do what: `none` (everyone is admin; the API serves loopback only), "
+        "`password` or `oidc` (people sign in to the app; the API needs a bearer token).",
+    )
+    session_minutes: int = Field(
+        480, ge=1, description="A signed-in app session ends this many minutes after sign-in."
+    )
+    lockout_attempts: int = Field(
+        5, ge=1, description="Failed sign-ins in a row that lock an account."
+    )
+    lockout_minutes: int = Field(
+        15, ge=1, description="How long a locked account refuses every sign-in."
+    )
+    oidc_role_claim: str = Field(
+        "runwatch_role", description="The OIDC claim that holds a person's role (auth `oidc`)."
+    )
+    oidc_default_role: Role = Field(
+        Role.VIEWER, description="The role of an OIDC sign-in whose claim names no role."
+    )
+    token: SecretStr = Field(
+        SecretStr(""),
+        description="An API token the CLI acts as (its name and role) instead of the local admin.",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -34,6 +34,7 @@ from db.queries import (
 )
 from db.settings import get_settings
 from etl import commands
+from etl.cli_accounts import add_account_commands
 from etl.commands import EXIT_USAGE
 from etl.jobs import JOB_KINDS, JobError
 from etl.progress import ProgressBar
@@ -78,14 +79,14 @@ def _schedule_text(job: Job) -> str:
 
 def cmd_pause(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Pause a job: no scheduled run and no Run now until it is unpaused; an active run goes on."""
-    commands.pause(engine, caller(), args.job)
+    commands.pause(engine, args.caller, args.job)
     print(f"Job {args.job} paused: its schedule enqueues nothing and Run now is refused.")
     return EXIT_OK
 
 
 def cmd_unpause(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Resume a paused job: its schedule runs again from its next tick."""
-    job = commands.unpause(engine, caller(), args.job)
+    job = commands.unpause(engine, args.caller, args.job)
     nxt = f"; next scheduled run {job.next_run_at:%Y-%m-%d %H:%M} UTC" if job.next_run_at else ""
     print(f"Job {args.job} resumed{nxt}.")
     return EXIT_OK
@@ -95,7 +96,7 @@ def cmd_add_job(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Configure a job (or replace one with --replace), its parameters checked by its kind."""
     job, existed = commands.add_job(
         engine,
-        caller(),
+        args.caller,
         name=args.name,
         kind=args.kind,
         params=dict(args.params),
@@ -110,13 +111,19 @@ def cmd_add_job(args: argparse.Namespace, engine: sa.Engine) -> int:
     return EXIT_OK
 
 
-def caller() -> commands.Caller:
-    """The CLI's caller: the configured actor, through the CLI."""
-    return commands.Caller(actor=get_settings().actor, source=commands.Source.CLI)
+def caller(engine: sa.Engine) -> commands.Caller:
+    """The CLI's caller: the local admin named by RUNWATCH_ACTOR, or the API token in RUNWATCH_TOKEN
+    (its name and role; Unauthenticated when it is unknown or revoked)."""
+    token = get_settings().token.get_secret_value()
+    if not token:
+        return commands.Caller(actor=get_settings().actor, source=commands.Source.CLI)
+    from etl.accounts import authenticate_token
+
+    return authenticate_token(engine, token, source=commands.Source.CLI)
 
 
 def cmd_serve_api(args: argparse.Namespace, engine: sa.Engine) -> int:
-    """Serve the HTTP API and live feed."""
+    """Serve the HTTP API and live feed (refused beyond loopback while RUNWATCH_AUTH=none)."""
     from api.app import serve
 
     serve(host=args.host, port=args.port)
@@ -176,19 +183,19 @@ def at_least(minimum: int, maximum: int = MAX_ID) -> Callable[[str], int]:
 def cmd_run(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Start a run of a job here with a progress bar (or enqueue it with --detach)."""
     here = None if args.detach else make_worker_id("cli")
-    run = commands.trigger(engine, caller(), args.job, dict(args.params), run_here=here)
+    run = commands.trigger(engine, args.caller, args.job, dict(args.params), run_here=here)
     if args.detach:
         print(run.id)
         print(
             f"Run #{run.id} of {run.job} enqueued for a worker (runwatch worker).", file=sys.stderr
         )
         return EXIT_OK
-    return execute_here(engine, run)
+    return execute_here(engine, run, args.caller)
 
 
 def cmd_cancel(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Cancel a pending run, or ask a running one to stop after its current batch."""
-    run = commands.cancel(engine, caller(), args.run_id)
+    run = commands.cancel(engine, args.caller, args.run_id)
     if run.status == RunStatus.CANCELLED:
         print(f"Run #{run.id} cancelled.")
     else:
@@ -200,18 +207,18 @@ def cmd_resume(args: argparse.Namespace, engine: sa.Engine) -> int:
     """Resume a failed or cancelled run from its checkpoint (or from 0 with --restart)."""
     here = None if args.detach else make_worker_id("cli")
     run = commands.resume(
-        engine, caller(), args.run_id, from_checkpoint=not args.restart, run_here=here
+        engine, args.caller, args.run_id, from_checkpoint=not args.restart, run_here=here
     )
     how = "from the start" if args.restart else f"from offset {run.offset:,}"
     print(f"Run #{run.id} resumes run #{args.run_id} {how}.", file=sys.stderr)
     if args.detach:
         print(run.id)
         return EXIT_OK
-    return execute_here(engine, run)
+    return execute_here(engine, run, args.caller)
 
 
-def execute_here(engine: sa.Engine, run: Run) -> int:
-    """Execute a running run in this process with a progress bar; Ctrl-C cancels it."""
+def execute_here(engine: sa.Engine, run: Run, who: commands.Caller) -> int:
+    """Execute a running run in this process with a progress bar; Ctrl-C cancels it (as `who`)."""
     with read_session(engine) as session:
         history = job_throughputs(session=session, job=run.job)
     bar = ProgressBar(f"#{run.id} {run.job}", run.total_records, start=run.offset, history=history)
@@ -223,7 +230,7 @@ def execute_here(engine: sa.Engine, run: Run) -> int:
 
     runner = Runner(engine, get_settings(), on_progress=progress)
     assert run.id is not None
-    with cancel_on_interrupt(engine, run.id):
+    with cancel_on_interrupt(engine, run.id, who):
         ended = runner.execute(run)
     bar.close(ended.status)
     print(outcome(ended), file=sys.stderr)
@@ -255,7 +262,7 @@ def outcome(run: Run) -> str:
 
 
 @contextmanager
-def cancel_on_interrupt(engine: sa.Engine, run_id: int) -> Iterator[None]:
+def cancel_on_interrupt(engine: sa.Engine, run_id: int, who: commands.Caller) -> Iterator[None]:
     """While a run executes here, Ctrl-C (or SIGTERM) requests its cancel; a second Ctrl-C quits."""
     asked = threading.Event()
 
@@ -268,7 +275,7 @@ def cancel_on_interrupt(engine: sa.Engine, run_id: int) -> Iterator[None]:
             file=sys.stderr,
         )
         # Not from the handler itself: it may have interrupted this thread's own write transaction.
-        threading.Thread(target=_cancel_quietly, args=(engine, run_id), daemon=True).start()
+        threading.Thread(target=_cancel_quietly, args=(engine, run_id, who), daemon=True).start()
 
     with _signals_handled_by(on_signal):
         yield
@@ -288,9 +295,9 @@ def _signals_handled_by(on_signal: Callable[[int, object], None]) -> Iterator[No
             signal.signal(sig, handler)
 
 
-def _cancel_quietly(engine: sa.Engine, run_id: int) -> None:
+def _cancel_quietly(engine: sa.Engine, run_id: int, who: commands.Caller) -> None:
     with suppress(RunwatchError):  # the run may have ended meanwhile
-        commands.cancel(engine, caller(), run_id)
+        commands.cancel(engine, who, run_id)
 
 
 # ---------------------------------------------------------------- runs
@@ -316,7 +323,7 @@ def cmd_runs(args: argparse.Namespace, engine: sa.Engine) -> int:
         if args.format == "table":
             out.write(runs_table(engine, filters, sort, args.limit).encode("utf-8"))
         else:
-            export(engine, args.format, filters, sort, out)
+            export(engine, args.caller, args.format, filters, sort, out)
         out.flush()
     finally:
         if args.output:
@@ -324,9 +331,11 @@ def cmd_runs(args: argparse.Namespace, engine: sa.Engine) -> int:
     return EXIT_OK
 
 
-def export(engine: sa.Engine, fmt: Any, filters: RunFilters, sort: RunSort, out: Any) -> None:
+def export(
+    engine: sa.Engine, who: commands.Caller, fmt: Any, filters: RunFilters, sort: RunSort, out: Any
+) -> None:
     """Stream the audit export: the very bytes the app and the API produce."""
-    for chunk in commands.export(engine, caller(), fmt, filters, sort):
+    for chunk in commands.export(engine, who, fmt, filters, sort):
         out.write(chunk)
 
 
@@ -478,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=cmd_worker)
     _add_seed_command(commands)
     _add_audit_commands(commands)
+    add_account_commands(commands)
     serve = commands.add_parser("serve-api", help="serve the HTTP API and SSE feed")
     serve.add_argument("--host", default=settings.api_host)
     serve.add_argument("--port", type=int, default=settings.api_port)
@@ -605,13 +615,15 @@ def _add_audit_commands(commands: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; exit codes: 0 ok, 1 run failed, 2 bad usage or input, 3 job already active."""
+    """Run one command; exit codes: 0 ok, 1 run failed, 2 bad usage or input, 3 job already active,
+    4 refused: the role may not (RUNWATCH_TOKEN) or the token is unknown or revoked."""
     try:
         args = build_parser().parse_args(argv)
         if args.handler is not cmd_init_db:
             refuse_new_database(get_settings().database_url)
         engine = get_engine()
         init_db(engine)
+        args.caller = caller(engine)  # a bad RUNWATCH_TOKEN is refused whatever the command
         handler: Command = args.handler
         return handler(args, engine)
     except SystemExit as exit:  # argparse's usage errors (2) and --help (0), also from main([...])

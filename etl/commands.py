@@ -1,9 +1,11 @@
 """Every change to a run or a job: checked, written and audited here, and nowhere else.
 
 The app's buttons, the CLI and the API are thin adapters over these functions. Each command takes the
-engine and the `Caller` (who asks, through which front end), checks the request, writes it, records
-exactly one `audit_event` of one shape per action, and wakes this process's workers. Refusals are the
-typed errors of `db.queries.errors`; `REFUSALS` maps each to one exit code and one HTTP status.
+engine and the `Caller` (who asks, through which front end, with which role), checks the caller's role
+first (`PERMISSIONS`: a refusal writes one `forbidden` audit row and nothing else), then checks the
+request, writes it, records exactly one `audit_event` of one shape per action, and wakes this
+process's workers. Refusals are the typed errors of `db.queries.errors`; `REFUSALS` maps each to one
+exit code and one HTTP status. Users and API tokens are changed the same way, in `etl.accounts`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from db.models import JOB_NAME_MAX, Job, Run, RunStatus, Trigger, utcnow
+from db.models import JOB_NAME_MAX, Job, Role, Run, RunStatus, Trigger, utcnow
 from db.queries import (
     ActiveRunExists,
     AuditFilters,
     BadParams,
+    Forbidden,
     InvalidState,
     JobDisabled,
     JobPaused,
@@ -32,6 +35,7 @@ from db.queries import (
     RunFilters,
     RunSort,
     RunwatchError,
+    Unauthenticated,
     active_run_id,
     append_event,
     claim_next_run,
@@ -67,10 +71,11 @@ class Source(StrEnum):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who asks, and through which front end."""
+    """Who asks, through which front end, with which role (local front ends and the scheduler: admin)."""
 
     actor: str
     source: Source
+    role: Role = Role.ADMIN
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,11 @@ class Refusal:
     http_status: int
 
 
-EXIT_USAGE, EXIT_ACTIVE = 2, 3
+EXIT_USAGE, EXIT_ACTIVE, EXIT_DENIED = 2, 3, 4
 # One row per refusal, most specific first: the CLI and the API both look the error up here.
 REFUSALS: dict[type[RunwatchError], Refusal] = {
+    Forbidden: Refusal(EXIT_DENIED, 403),
+    Unauthenticated: Refusal(EXIT_DENIED, 401),  # also SignInFailed and AccountLocked
     ActiveRunExists: Refusal(EXIT_ACTIVE, 409),
     JobDisabled: Refusal(EXIT_USAGE, 409),
     JobPaused: Refusal(EXIT_USAGE, 409),
@@ -97,6 +104,64 @@ REFUSALS: dict[type[RunwatchError], Refusal] = {
 def refusal(error: RunwatchError) -> Refusal:
     """The exit code and HTTP status of `error`."""
     return next(r for kind, r in REFUSALS.items() if isinstance(error, kind))
+
+
+# ---------------------------------------------------------------- who may do what
+
+
+@dataclass(frozen=True)
+class Permission:
+    """The least role an action needs, and how a refusal names the action."""
+
+    needs: Role
+    doing: str  # "Starting a run" needs the operator role; ...
+
+
+# Every action a command takes, by its audit action; front ends ask `may` to grey out what is refused.
+PERMISSIONS: dict[str, Permission] = {
+    "export": Permission(Role.VIEWER, "Exporting"),
+    "trigger": Permission(Role.OPERATOR, "Starting a run"),
+    "cancel": Permission(Role.OPERATOR, "Cancelling a run"),
+    "retry": Permission(Role.OPERATOR, "Resuming or retrying a run"),
+    "config_change": Permission(Role.ADMIN, "Adding or changing a job"),
+    "pause": Permission(Role.ADMIN, "Pausing a job"),
+    "unpause": Permission(Role.ADMIN, "Unpausing a job"),
+    "user_add": Permission(Role.ADMIN, "Adding a user"),
+    "user_password": Permission(Role.ADMIN, "Setting a user's password"),
+    "user_role": Permission(Role.ADMIN, "Changing a user's role"),
+    "user_disable": Permission(Role.ADMIN, "Disabling a user"),
+    "user_enable": Permission(Role.ADMIN, "Enabling a user"),
+    "user_list": Permission(Role.ADMIN, "Listing the users"),
+    "token_create": Permission(Role.ADMIN, "Creating an API token"),
+    "token_revoke": Permission(Role.ADMIN, "Revoking an API token"),
+    "token_list": Permission(Role.ADMIN, "Listing the API tokens"),
+}
+
+
+def may(caller: Caller, action: str) -> bool:
+    """Whether `caller`'s role allows `action` (a key of PERMISSIONS)."""
+    return caller.role.allows(PERMISSIONS[action].needs)
+
+
+def require(engine: sa.Engine, caller: Caller, action: str, target: str) -> None:
+    """Forbidden unless `caller` may take `action`; a refusal is audited (`forbidden`), nothing else.
+
+    Every command calls it before it reads or writes anything else.
+    """
+    if may(caller, action):
+        return
+    permission = PERMISSIONS[action]
+    with write_session(engine) as session:
+        audit(
+            session,
+            caller,
+            "forbidden",
+            target,
+            action=action,
+            role=str(caller.role),
+            needs=str(permission.needs),
+        )
+    raise Forbidden(permission.doing, permission.needs, caller.role)
 
 
 # ---------------------------------------------------------------- checks
@@ -153,7 +218,7 @@ def first_tick(job: Job) -> datetime | None:
     return schedule.next_after(utcnow())
 
 
-def _audit(session: Session, caller: Caller, action: str, target: str, **details: Any) -> None:
+def audit(session: Session, caller: Caller, action: str, target: str, /, **details: Any) -> None:
     """The one audit record of a command: who, from where, what, on what."""
     record_audit(
         session=session,
@@ -179,6 +244,7 @@ def trigger(
 
     Refused with NotFound, JobDisabled, BadParams or ActiveRunExists before anything is written.
     """
+    require(engine, caller, "trigger", f"job:{job}")
     params = dict(params or {})
     how = Trigger.API if caller.source == Source.API else Trigger.MANUAL
     with write_session(engine) as session:
@@ -196,16 +262,17 @@ def trigger(
             worker_id=run_here,
             total_records=checked.estimate_total(checked.params),
         )
-        _audit(session, caller, "trigger", f"run:{run.id}", job=job, params=params)
+        audit(session, caller, "trigger", f"run:{run.id}", job=job, params=params)
     wake_local_workers()
     return run
 
 
 def cancel(engine: sa.Engine, caller: Caller, run_id: int) -> Run:
     """Cancel a pending run at once, or ask a running one to stop after its current batch."""
+    require(engine, caller, "cancel", f"run:{run_id}")
     with write_session(engine) as session:
         run = request_cancel(session=session, run_id=run_id, actor=caller.actor)
-        _audit(session, caller, "cancel", f"run:{run_id}", job=run.job, status=str(run.status))
+        audit(session, caller, "cancel", f"run:{run_id}", job=run.job, status=str(run.status))
     return run
 
 
@@ -222,6 +289,7 @@ def resume(
     With `run_here` the new run is claimed by that worker in the same transaction, so no other worker
     can take it first. Refused with NotFound, InvalidState, JobDisabled or ActiveRunExists.
     """
+    require(engine, caller, "retry", f"run:{run_id}")
     with write_session(engine) as session:
         _runnable(session, get_run(session=session, run_id=run_id).job)
         run = resume_run(
@@ -230,7 +298,7 @@ def resume(
             triggered_by=caller.actor,
             from_checkpoint=from_checkpoint,
         )
-        _audit(
+        audit(
             session,
             caller,
             "retry",
@@ -272,6 +340,7 @@ def add_job(
     replace: bool = False,
 ) -> tuple[Job, bool]:
     """Configure job `name` (or replace it), its parameters checked by `kind`; returns it and whether it existed."""
+    require(engine, caller, "config_change", f"job:{name}")
     if not JOB_NAME.fullmatch(name):
         raise BadParams(f"Job name {name!r} must be 1-100 lower-case letters, digits, '_' or '-'.")
     try:
@@ -298,7 +367,7 @@ def add_job(
         job.paused = old is not None and old.paused  # a change of configuration is no resume
         job.next_run_at = first_tick(job)
         save_job(session=session, job=job)
-        _audit(
+        audit(
             session,
             caller,
             "config_change",
@@ -316,25 +385,27 @@ def add_job(
 
 def pause(engine: sa.Engine, caller: Caller, job: str) -> Job:
     """Pause `job`: it keeps its schedule but enqueues nothing and refuses Run now; its active run goes on."""
+    require(engine, caller, "pause", f"job:{job}")
     with write_session(engine) as session:
         row = get_job(session=session, name=job)
         if row.paused:
             raise InvalidState(f"Job '{job}' is paused already.")
         set_paused(session=session, job=row, paused=True, next_due=None)
         active = active_run_id(session=session, job=job)
-        _audit(session, caller, "pause", f"job:{job}", active_run=active)
+        audit(session, caller, "pause", f"job:{job}", active_run=active)
     return row
 
 
 def unpause(engine: sa.Engine, caller: Caller, job: str) -> Job:
     """Resume a paused job: its schedule runs again from its next tick (ticks while paused are not caught up)."""
+    require(engine, caller, "unpause", f"job:{job}")
     with write_session(engine) as session:
         row = get_job(session=session, name=job)
         if not row.paused:
             raise InvalidState(f"Job '{job}' is not paused.")
         row.paused = False
         set_paused(session=session, job=row, paused=False, next_due=first_tick(row))
-        _audit(session, caller, "unpause", f"job:{job}", next_run_at=_iso(row.next_run_at))
+        audit(session, caller, "unpause", f"job:{job}", next_run_at=_iso(row.next_run_at))
     return row
 
 
@@ -354,6 +425,7 @@ def run_schedule(
     next tick (db.queries.take_tick); the unique key on run(job, scheduled_for) backs it. It enqueues
     the tick the job's catch-up policy runs and records the ticks given up (`schedule_skip`).
     """
+    require(engine, caller, "trigger", f"job:{job}")
     with write_session(engine) as session:
         row = get_job(session=session, name=job)
         if row.next_run_at != seen or row.paused or not row.enabled or not row.schedule:
@@ -400,7 +472,7 @@ def _enqueue_tick(
     assert run.id is not None
     how = f"missed while no worker ran, caught up ({job.catchup})" if late else "on time"
     append_event(session=session, run_id=run.id, message=f"Scheduled for {_tick(tick)}: {how}.")
-    _audit(
+    audit(
         session,
         caller,
         "trigger",
@@ -423,7 +495,7 @@ def _record_skip(
         message = f"Scheduled run of {ticks} skipped: this run was still active."
         append_event(session=session, run_id=active, level="WARNING", message=message)
     details = {"first": _iso(skipped.first), "last": _iso(skipped.last), "reason": skipped.reason}
-    _audit(session, caller, "schedule_skip", f"job:{job}", **details, active_run=active)
+    audit(session, caller, "schedule_skip", f"job:{job}", **details, active_run=active)
 
 
 def _tick(moment: datetime) -> str:
@@ -441,6 +513,7 @@ def export(
     sort: RunSort | None = None,
 ) -> Iterator[bytes]:
     """The filtered history as CSV or JSON bytes, recorded in the audit trail once the last byte is out."""
+    require(engine, caller, "export", "runs")
     filters, sort = filters or RunFilters(), sort or RunSort()
     stream = stream_export(engine=engine, fmt=fmt, filters=filters, sort=sort)
     return _recorded_export(
@@ -458,6 +531,7 @@ def export_audit(
     engine: sa.Engine, caller: Caller, fmt: Format, filters: AuditFilters | None = None
 ) -> Iterator[bytes]:
     """The filtered audit trail as CSV or JSON bytes, itself recorded as an export (target `audit`)."""
+    require(engine, caller, "export", "audit")
     filters = filters or AuditFilters()
     stream = stream_audit_export(engine=engine, fmt=fmt, filters=filters)
     return _recorded_export(engine, caller, "audit", stream, format=fmt, filters=filters.as_dict())
@@ -476,7 +550,7 @@ def _recorded_export(
         digest.update(chunk)
         yield chunk
     with write_session(engine) as session:
-        _audit(
+        audit(
             session,
             caller,
             "export",

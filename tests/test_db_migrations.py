@@ -168,3 +168,16 @@ def test_is_current_only_at_head(engine_0003: sa.Engine) -> None:
     assert not is_current(engine_0003)
     upgrade(engine_0003)
     assert is_current(engine_0003)
+
+
+def test_0009_adds_the_account_tables_and_downgrades(engine_0003: sa.Engine) -> None:
+    upgrade(engine_0003)
+    tables = set(sa.inspect(engine_0003).get_table_names())
+    assert {"app_user", "api_token"} <= tables
+    uniques = {u["name"] for u in sa.inspect(engine_0003).get_unique_constraints("api_token")}
+    assert {"uq_api_token_name", "uq_api_token_hash"} <= uniques
+    config = alembic_config()
+    with engine_0003.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0008")
+    assert not {"app_user", "api_token"} & set(sa.inspect(engine_0003).get_table_names())

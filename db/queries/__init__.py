@@ -6,6 +6,15 @@ Functions take the session keyword-only. Import them from here (`from db.queries
 
 from __future__ import annotations
 
+from db.queries.accounts import (
+    find_token,
+    find_user,
+    get_token,
+    get_user,
+    list_tokens,
+    list_users,
+    touch_token,
+)
 from db.queries.audit import (
     AuditFilters,
     Breach,
@@ -20,14 +29,18 @@ from db.queries.audit import (
 )
 from db.queries.base import EVENT_CHANNEL, upsert
 from db.queries.errors import (
+    AccountLocked,
     ActiveRunExists,
     BadParams,
+    Forbidden,
     InvalidState,
     JobDisabled,
     JobPaused,
     NotFound,
     RunLost,
     RunwatchError,
+    SignInFailed,
+    Unauthenticated,
 )
 from db.queries.events import (
     EventRow,
@@ -77,6 +90,7 @@ from db.queries.stats import (
 from db.queries.stats_daily import DayStats, RunSummary, daily_stats, run_summary, summarise
 
 __all__ = [
+    "AccountLocked",
     "ActiveRunExists",
     "AuditFilters",
     "Breach",
@@ -87,6 +101,7 @@ __all__ = [
     "find_export",
     "verify_chain",
     "BadParams",
+    "Forbidden",
     "BUILTIN_JOBS",
     "DayStats",
     "EVENT_CHANNEL",
@@ -106,6 +121,8 @@ __all__ = [
     "RunSort",
     "RunSummary",
     "RunwatchError",
+    "SignInFailed",
+    "Unauthenticated",
     "SORT_KEYS",
     "StatsScope",
     "active_run_id",
@@ -121,8 +138,12 @@ __all__ = [
     "end_run",
     "ensure_builtin_jobs",
     "filter_clause",
+    "find_token",
+    "find_user",
     "get_job",
     "get_run",
+    "get_token",
+    "get_user",
     "heartbeat",
     "highlighted_runs",
     "iter_runs",
@@ -132,6 +153,8 @@ __all__ = [
     "list_events",
     "list_jobs",
     "list_runs",
+    "list_tokens",
+    "list_users",
     "order_clause",
     "live_overview",
     "mark_orphans",
@@ -148,6 +171,7 @@ __all__ = [
     "set_paused",
     "summarise",
     "take_tick",
+    "touch_token",
     "upsert",
     "write_session",
 ]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from db.models import Role
+
 
 class RunwatchError(Exception):
     """A request Runwatch refuses; the message is meant for the user."""
@@ -48,3 +52,38 @@ class RunLost(RunwatchError):
     def __init__(self, run_id: int | None) -> None:
         self.run_id = run_id
         super().__init__(f"Run #{run_id} is no longer held by this worker; its write was refused.")
+
+
+class Forbidden(RunwatchError):
+    """The caller's role is below the one the action needs."""
+
+    def __init__(self, doing: str, needs: Role, role: Role) -> None:
+        self.needs, self.role = needs, role
+        super().__init__(
+            f"{doing} needs the {needs} role; you are signed in as {_article(role)} {role}."
+        )
+
+
+def _article(role: Role) -> str:
+    return "an" if role[0] in "aeiou" else "a"
+
+
+class Unauthenticated(RunwatchError):
+    """No valid credentials: a missing, malformed, unknown or revoked token, or a failed sign-in."""
+
+
+class SignInFailed(Unauthenticated):
+    """A name and password that do not sign in; one message for every reason, so it tells nothing."""
+
+    def __init__(self) -> None:
+        super().__init__("The user name or the password is wrong.")
+
+
+class AccountLocked(Unauthenticated):
+    """Too many failed sign-ins in a row: the account refuses sign-in until `until`."""
+
+    def __init__(self, until: datetime) -> None:
+        self.until = until
+        super().__init__(
+            f"Too many failed sign-ins: this account is locked until {until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC."
+        )
