@@ -22,6 +22,7 @@ from api.params import BadParameter
 from api.routes import router
 from api.status import ProcessMeter
 from db.engine import get_engine
+from db.models import WorkerKind
 from db.queries import ActiveRunExists, RunwatchError
 from db.settings import Settings, get_settings
 from etl.commands import refusal
@@ -33,7 +34,11 @@ def create_app(engine: sa.Engine | None = None, settings: Settings | None = None
     """The API application on `engine` (default: the configured database)."""
     settings = settings or get_settings()
     engine = engine or get_engine(settings.database_url)
-    worker = BackgroundWorker(engine, settings) if settings.api_worker_enabled else None
+    worker = (
+        BackgroundWorker(engine, settings, kind=WorkerKind.API)
+        if settings.api_worker_enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

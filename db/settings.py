@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Least seconds between two progress events of one run."
     )
     worker_poll_s: float = Field(1.0, gt=0, description="Seconds a worker waits between claims.")
+    worker_lost_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="A worker whose registry heartbeat is older than this is shown as lost "
+        "(keep it several times `heartbeat_s`).",
+    )
     worker_enabled: bool = Field(
         True, description="Start the in-process worker thread inside the Streamlit app."
     )
