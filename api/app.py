@@ -1,4 +1,4 @@
-"""The HTTP API: status, trigger, history, run details, exports and health (FastAPI).
+"""The HTTP API: status, trigger, history, run details, exports, health and metrics (FastAPI).
 
 Every route is a thin layer over `db.queries` and `reports.export`; errors become 4xx bodies whose
 `detail` is meant for the user, and an unreachable database becomes 503.
@@ -18,6 +18,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.feed import router as feed_router
+from api.metrics import metrics_registry
+from api.metrics import router as metrics_router
 from api.params import BadParameter
 from api.routes import router
 from api.status import ProcessMeter
@@ -51,10 +53,12 @@ def create_app(engine: sa.Engine | None = None, settings: Settings | None = None
     app = FastAPI(title="Runwatch API", version="1", lifespan=lifespan, description=__doc__)
     app.state.engine, app.state.settings, app.state.worker = engine, settings, worker
     app.state.meter = ProcessMeter()
+    app.state.metrics = metrics_registry(engine, settings)
     _add_cors(app, settings)
     _add_error_handlers(app)
     app.include_router(router)
     app.include_router(feed_router)
+    app.include_router(metrics_router)
     return app
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.models import (
@@ -15,6 +16,7 @@ from api.models import (
     EventItem,
     EventPage,
     Health,
+    HealthDetails,
     JobItem,
     JobName,
     JobResponse,
@@ -42,6 +44,7 @@ from db.queries import (
 from etl import commands
 from etl.commands import Caller, Source
 from reports.export import MEDIA_TYPES, Format, file_name
+from reports.health import health_report
 
 router = APIRouter()
 NO_SUCH_JOB: dict[int | str, dict[str, Any]] = {
@@ -206,6 +209,22 @@ def health(request: Request) -> Any:
         return JSONResponse(split.model_dump(), status_code=503)
     ok = worker is None or alive
     return Health(status="ok" if ok else "degraded", database=True, pending=pending, **about_worker)
+
+
+@router.get(
+    "/api/health/details",
+    response_model=HealthDetails,
+    responses={503: {"model": HealthDetails, "description": "The database cannot be reached."}},
+    tags=["health"],
+)
+def health_details(request: Request) -> Any:
+    """The database and its round trip, every registered worker (live, lost or stopped), the
+    queue, the scheduler's last tick and the alert channels: what the Health page shows."""
+    report = health_report(engine_of(request), request.app.state.settings)
+    details = HealthDetails.from_report(report)
+    if report.database.reachable:
+        return details
+    return JSONResponse(jsonable_encoder(details), status_code=503)
 
 
 def _export(request: Request, fmt: Format, filters: RunFilters, sort: RunSort) -> StreamingResponse:
