@@ -50,9 +50,14 @@ class Presence:
         with self._lock:
             if self.id is not None and run_id == self._run_id and self.clock() < self._due:
                 return False
-            with write_session(self.engine) as session:
+        with write_session(self.engine) as session:
+            # The transaction first, then the lock, as in beat_in (whose caller's transaction has
+            # begun): the other order could deadlock with a run's heartbeat thread on SQLite's
+            # single write lock.
+            session.connection()
+            with self._lock:
                 self._write(session, run_id)
-            return True
+        return True
 
     def beat_in(self, session: Session, run: Run) -> None:
         """Beat with `run` as the current run, inside the caller's transaction (a claim, a run's
@@ -79,9 +84,11 @@ class Presence:
 
     def stop(self) -> None:
         """Mark the row stopped (a clean stop); a later beat registers the worker anew."""
-        with self._lock:
-            if self.id is None:
-                return
-            with write_session(self.engine) as session:
-                stop_worker(session=session, worker_id=self.id)
-            self.id = None
+        if self.id is None:
+            return
+        with write_session(self.engine) as session:
+            session.connection()  # the transaction first, then the lock (see beat)
+            with self._lock:
+                if self.id is not None:
+                    stop_worker(session=session, worker_id=self.id)
+                    self.id = None

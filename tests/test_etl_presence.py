@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -163,3 +164,22 @@ def test_a_background_worker_records_its_run_and_scheduler_tick_and_stops_cleanl
     wait_until(lambda: the_worker(engine, settings, mine).current_run_id is None, "it is idle")
     background.stop()
     assert the_worker(engine, settings, mine).state == WorkerState.STOPPED
+
+
+@pytest.mark.sqlite_only  # SQLite's one write lock is what the two threads could deadlock on
+def test_a_due_beat_and_a_runs_heartbeat_at_once_do_not_deadlock(engine: sa.Engine) -> None:
+    clock = FakeClock()
+    beats = presence(engine, clock)
+    beats.beat()
+    clock.now += 5  # the poll loop's next beat is due
+    with write_session(engine) as session:
+        run = create_run(session=session, job="demo")
+    wrote: list[bool] = []
+    poll = threading.Thread(target=lambda: wrote.append(beats.beat()))
+    with write_session(engine) as session:  # a run's heartbeat: its transaction holds the lock
+        session.execute(sa.text("UPDATE run SET heartbeat_at = heartbeat_at"))
+        poll.start()  # the poll loop's beat now waits for that transaction
+        time.sleep(0.3)
+        beats.beat_in(session, run)  # the heartbeat's worker beat, inside its transaction
+    poll.join(10)
+    assert wrote == [True], "the poll loop's beat deadlocked with the heartbeat's transaction"
