@@ -135,6 +135,7 @@ class Worker:
 
 
 RESTART_DELAY_S = 1.0  # a thread that dies at once again is restarted at most this often
+EXIT_GRACE_S = 3.0  # how long an exiting process waits to mark its worker stopped
 
 
 class BackgroundWorker:
@@ -190,8 +191,15 @@ class BackgroundWorker:
             if not self._supervisor.is_alive() and not self.worker.stopping.is_set():
                 self.thread.start()
                 self._supervisor.start()
-                atexit.register(self.worker.unregister)
+                atexit.register(self._stop_at_exit)
         return self
+
+    def _stop_at_exit(self) -> None:
+        """Mark the registry row stopped as the process exits, waiting `EXIT_GRACE_S` at most:
+        a database that does not answer must not hold the exit up."""
+        marking = threading.Thread(target=self.worker.unregister, daemon=True)
+        marking.start()
+        marking.join(EXIT_GRACE_S)
 
     @property
     def alive(self) -> bool:
@@ -211,4 +219,4 @@ class BackgroundWorker:
             thread.join(timeout)
         if self._supervisor.is_alive():
             self._supervisor.join(timeout)
-        atexit.unregister(self.worker.unregister)
+        atexit.unregister(self._stop_at_exit)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ from reports.health import (
     WorkerHealth,
     health_report,
 )
+from tests.test_etl_cli import ROOT
 from tests.test_etl_fencing import stored, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -183,3 +186,23 @@ def test_a_due_beat_and_a_runs_heartbeat_at_once_do_not_deadlock(engine: sa.Engi
         beats.beat_in(session, run)  # the heartbeat's worker beat, inside its transaction
     poll.join(10)
     assert wrote == [True], "the poll loop's beat deadlocked with the heartbeat's transaction"
+
+
+def test_a_process_exiting_with_its_app_worker_running_marks_it_stopped(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    script = (
+        "import time\n"
+        "from db.queries import list_workers, read_session\n"
+        "from etl.worker import BackgroundWorker\n"
+        "worker = BackgroundWorker().start()\n"
+        "while True:\n"
+        "    with read_session(worker.worker.engine) as session:\n"
+        "        if list_workers(session=session):\n"
+        "            break\n"
+        "    time.sleep(0.05)\n"
+    )  # exits as the Streamlit app does: without stopping its worker thread
+    exited = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=120)
+    assert exited.returncode == 0
+    (worker,) = report(engine, settings).workers
+    assert worker.kind == "app" and worker.state == WorkerState.STOPPED
