@@ -28,20 +28,7 @@ from db.settings import Settings
 from reports.health import AlertChannel, HealthReport, health_report
 
 # upper bounds of the run duration histogram, in seconds: from a quick import to a long nightly
-DURATION_BUCKETS = (
-    1.0,
-    5.0,
-    15.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    600.0,
-    1800.0,
-    3600.0,
-    7200.0,
-    21600.0,
-)
+DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 
 router = APIRouter(tags=["health"])
 
@@ -133,7 +120,7 @@ def run_families(totals: list[RunTotals]) -> Iterator[Metric]:
         records[total.job] = records.get(total.job, 0) + total.records_loaded
         if total.status == RunStatus.FINISHED:
             buckets = [
-                (str(bound), count)
+                (str(float(bound)), count)
                 for bound, count in zip(DURATION_BUCKETS, total.buckets, strict=True)
             ]
             buckets.append(("+Inf", total.durations))
