@@ -15,7 +15,9 @@ class Settings(BaseSettings):
         "sqlite:///data/runwatch.db",
         description="SQLAlchemy URL of the database (SQLite file or postgresql+psycopg://).",
     )
-    heartbeat_s: float = Field(5.0, gt=0, description="Seconds between a running run's heartbeats.")
+    heartbeat_s: float = Field(
+        5.0, gt=0, description="Seconds between heartbeats: a running run's and a worker's row."
+    )
     orphan_timeout_s: float = Field(
         60.0, gt=0, description="A running run whose heartbeat is older than this is interrupted."
     )
