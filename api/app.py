@@ -1,4 +1,4 @@
-"""The HTTP API: status, trigger, history, run details, exports and health (FastAPI).
+"""The HTTP API: status, trigger, history, run details, exports, health and metrics (FastAPI).
 
 Every route is a thin layer over `db.queries` and `reports.export`; errors become 4xx bodies whose
 `detail` is meant for the user, and an unreachable database becomes 503.
@@ -21,10 +21,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.feed import router as feed_router
+from api.metrics import metrics_registry
+from api.metrics import router as metrics_router
 from api.params import BadParameter
 from api.routes import public, router
 from api.status import ProcessMeter
 from db.engine import get_engine
+from db.models import WorkerKind
 from db.queries import ActiveRunExists, RunwatchError, Unauthenticated
 from db.settings import Settings, get_settings
 from etl.commands import refusal
@@ -36,7 +39,11 @@ def create_app(engine: sa.Engine | None = None, settings: Settings | None = None
     """The API application on `engine` (default: the configured database)."""
     settings = settings or get_settings()
     engine = engine or get_engine(settings.database_url)
-    worker = BackgroundWorker(engine, settings) if settings.api_worker_enabled else None
+    worker = (
+        BackgroundWorker(engine, settings, kind=WorkerKind.API)
+        if settings.api_worker_enabled
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,11 +56,13 @@ def create_app(engine: sa.Engine | None = None, settings: Settings | None = None
     app = FastAPI(title="Runwatch API", version="1", lifespan=lifespan, description=__doc__)
     app.state.engine, app.state.settings, app.state.worker = engine, settings, worker
     app.state.meter = ProcessMeter()
+    app.state.metrics = metrics_registry(engine, settings)
     _add_cors(app, settings)
     _add_error_handlers(app)
     app.include_router(public)
     app.include_router(router)
     app.include_router(feed_router)
+    app.include_router(metrics_router)
     return app
 
 

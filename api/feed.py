@@ -456,6 +456,13 @@ def get_hub(engine: sa.Engine) -> FeedHub:
         return hub
 
 
+def open_streams() -> int:
+    """How many live-feed clients this process serves now, over every database's hub."""
+    with _hubs_lock:
+        hubs = list(_hubs.values())
+    return sum(len(hub.subscribers) for hub in hubs)
+
+
 def close_streams(wait: bool = True) -> None:
     """End every live stream and stop the readers.
 

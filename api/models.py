@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from db.models import JOB_NAME_MAX, Job, Run, RunEvent, RunRecord, RunRow
+from db.models import JOB_NAME_MAX, Job, Run, RunEvent, RunRecord, RunRow, WorkerState
 from db.queries import EventRow
+from reports.health import HealthReport
 
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
 JobName = Annotated[str, StringConstraints(min_length=1, max_length=JOB_NAME_MAX, pattern=NO_NUL)]
@@ -218,3 +219,101 @@ class ErrorBody(BaseModel):
 
     detail: str
     run_id: int | None = None
+
+
+class DatabaseStatus(BaseModel):
+    """Whether the database answered the health check, and how fast."""
+
+    reachable: bool
+    round_trip_ms: float | None = Field(description="One trivial statement's round trip, in ms.")
+    error: str | None = Field(description="The driver's error when it did not answer.")
+
+
+class WorkerStatus(BaseModel):
+    """A registered worker: where it runs, its last heartbeat, its run and its state."""
+
+    name: str = Field(description="The id its runs record as their worker.")
+    kind: str = Field(description="worker (a `runwatch worker` process), app or api (a thread).")
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    silent_s: float = Field(description="Seconds since its last heartbeat.")
+    state: Literal["live", "lost", "stopped"] = Field(
+        description="lost: no heartbeat for `lost_after_s`; stopped: it stopped cleanly."
+    )
+    current_run_id: int | None = Field(description="The run it executes (a lost one: held).")
+    current_job: str | None
+    scheduler_tick_at: datetime | None = Field(description="When its scheduler last looked.")
+    stopped_at: datetime | None
+
+
+class QueueStatus(BaseModel):
+    """The pending runs."""
+
+    depth: int = Field(description="Runs pending, waiting for a worker.")
+    oldest_queued_at: datetime | None
+    oldest_age_s: float | None = Field(description="Seconds the oldest pending run has waited.")
+
+
+class AlertChannelStatus(BaseModel):
+    """An alert channel and its deliveries so far."""
+
+    name: str
+    ok: bool
+    detail: str
+    delivered: int
+    failed: int
+
+
+class AlertsStatus(BaseModel):
+    """The alert channels (none until alerts are configured)."""
+
+    summary: str
+    channels: list[AlertChannelStatus]
+
+
+class HealthDetails(BaseModel):
+    """The deployment's health: database, workers, queue, scheduler and alert channels."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description="unavailable: no database; degraded: runs wait with no live worker, or an "
+        "alert channel fails; else ok. Lost workers are counted in `workers_lost`."
+    )
+    checked_at: datetime
+    database: DatabaseStatus
+    lost_after_s: float = Field(description="A worker silent this long is lost.")
+    workers_live: int
+    workers_lost: int
+    workers_stopped: int
+    workers: list[WorkerStatus] = Field(description="Newest heartbeat first.")
+    queue: QueueStatus | None = Field(description="null while the database cannot be reached.")
+    scheduler_last_tick: datetime | None = Field(
+        description="When any worker's scheduler last looked for due jobs."
+    )
+    alerts: AlertsStatus
+
+    @classmethod
+    def from_report(cls, report: HealthReport) -> HealthDetails:
+        """The details of a health snapshot."""
+        channels = [
+            AlertChannelStatus.model_validate(c, from_attributes=True)
+            for c in report.alert_channels
+        ]
+        return cls(
+            status=report.status,
+            checked_at=report.checked_at,
+            database=DatabaseStatus.model_validate(report.database, from_attributes=True),
+            lost_after_s=report.lost_after_s,
+            workers_live=report.count(WorkerState.LIVE),
+            workers_lost=report.count(WorkerState.LOST),
+            workers_stopped=report.count(WorkerState.STOPPED),
+            workers=[WorkerStatus.model_validate(w, from_attributes=True) for w in report.workers],
+            queue=QueueStatus.model_validate(report.queue, from_attributes=True)
+            if report.queue
+            else None,
+            scheduler_last_tick=report.scheduler_last_tick,
+            alerts=AlertsStatus(summary=report.alerts_summary, channels=channels),
+        )

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.auth import AUTH_ERRORS, CallerOf, caller_of
@@ -20,6 +21,7 @@ from api.models import (
     EventItem,
     EventPage,
     Health,
+    HealthDetails,
     JobItem,
     JobName,
     JobResponse,
@@ -46,6 +48,7 @@ from db.queries import (
 )
 from etl import commands
 from reports.export import MEDIA_TYPES, Format, file_name
+from reports.health import health_report
 
 router = APIRouter(dependencies=[Depends(caller_of)], responses=AUTH_ERRORS)
 public = APIRouter()  # open to anyone: /health
@@ -206,6 +209,22 @@ def health(request: Request) -> Any:
         return JSONResponse(split.model_dump(), status_code=503)
     ok = worker is None or alive
     return Health(status="ok" if ok else "degraded", database=True, pending=pending, **about_worker)
+
+
+@router.get(
+    "/api/health/details",
+    response_model=HealthDetails,
+    responses={503: {"model": HealthDetails, "description": "The database cannot be reached."}},
+    tags=["health"],
+)
+def health_details(request: Request) -> Any:
+    """The database and its round trip, every registered worker (live, lost or stopped), the
+    queue, the scheduler's last tick and the alert channels: what the Health page shows."""
+    report = health_report(engine_of(request), request.app.state.settings)
+    details = HealthDetails.from_report(report)
+    if report.database.reachable:
+        return details
+    return JSONResponse(jsonable_encoder(details), status_code=503)
 
 
 def _export(

@@ -168,6 +168,12 @@ def file_problem(engine: sa.Engine) -> str | None:
     return f"The database file {path} has been replaced by another file since Runwatch opened it."
 
 
+def database_error_text(error: sa.exc.DBAPIError) -> str:
+    """The driver's error in one short line, e.g. `OperationalError: connection refused`."""
+    first_line = (str(error.orig).splitlines() or [""])[0][:300]  # some drivers say nothing
+    return f"{type(error.orig).__name__}: {first_line}"
+
+
 def read_connections(engine: sa.Engine) -> ReadConnections:
     """The read connections kept for `engine` (closed when the engine is disposed)."""
     readers = _readers.get(engine)

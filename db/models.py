@@ -339,6 +339,44 @@ class TokenInfo(NamedTuple):
     last_used_at: datetime | None
 
 
+class WorkerKind(StrEnum):
+    """Which kind of process a registered worker is."""
+
+    PROCESS = "worker"  # a `runwatch worker` process
+    APP = "app"  # the Streamlit app's worker thread
+    API = "api"  # `runwatch serve-api`'s worker thread
+
+
+class WorkerState(StrEnum):
+    """What a registered worker's row says about it (derived when read, never stored)."""
+
+    LIVE = "live"  # heartbeat newer than worker_lost_after_s
+    LOST = "lost"  # no heartbeat for worker_lost_after_s: killed, hung or cut off
+    STOPPED = "stopped"  # stopped cleanly (stopped_at set)
+
+
+class WorkerEntry(SQLModel, table=True):
+    """A worker's entry in the registry: where it runs, when it last beat, what it is doing.
+
+    Written by the worker itself (register, a throttled heartbeat, stop); rows of workers stopped
+    or lost for over a day are pruned when a worker registers.
+    """
+
+    __tablename__ = "worker"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200)  # the id it claims runs under (run.worker_id)
+    kind: str = Field(max_length=20)  # WorkerKind
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = _ts(nullable=False)
+    heartbeat_at: datetime = _ts(nullable=False)
+    # the run it executes; no foreign key, so the registry never holds up a run's write or delete
+    current_run_id: int | None = None
+    scheduler_tick_at: datetime | None = _ts()  # when its scheduler last looked for due jobs
+    stopped_at: datetime | None = _ts()  # set by a clean stop
+
+
 class DemoCategory(SQLModel, table=True):
     """Target table of the demo job: one row per category of the synthetic catalogue."""
 

@@ -18,7 +18,9 @@ class Settings(BaseSettings):
         "sqlite:///data/runwatch.db",
         description="SQLAlchemy URL of the database (SQLite file or postgresql+psycopg://).",
     )
-    heartbeat_s: float = Field(5.0, gt=0, description="Seconds between a running run's heartbeats.")
+    heartbeat_s: float = Field(
+        5.0, gt=0, description="Seconds between heartbeats: a running run's and a worker's row."
+    )
     orphan_timeout_s: float = Field(
         60.0, gt=0, description="A running run whose heartbeat is older than this is interrupted."
     )
@@ -26,6 +28,12 @@ class Settings(BaseSettings):
         1.0, ge=0, description="Least seconds between two progress events of one run."
     )
     worker_poll_s: float = Field(1.0, gt=0, description="Seconds a worker waits between claims.")
+    worker_lost_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="A worker whose registry heartbeat is older than this is shown as lost "
+        "(keep it several times `heartbeat_s`).",
+    )
     worker_enabled: bool = Field(
         True, description="Start the in-process worker thread inside the Streamlit app."
     )

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
 from db.engine import get_engine
 from db.models import EventKind, Run, RunStatus, Step, utcnow
@@ -31,6 +32,7 @@ from etl.jobs import Job, JobError, RunContext, job_class
 from reports.eta import Pace
 
 ProgressCallback = Callable[[Run], None]
+HeartbeatHook = Callable[[Session, Run], None]  # also written in each heartbeat's transaction
 log = logging.getLogger(__name__)
 
 
@@ -38,9 +40,11 @@ class _Heartbeat(threading.Thread):
     """Beats for a held run every `interval` seconds, whatever the job is doing; notices cancels
     and a lost run (failed as an orphan meanwhile), after which it stops beating."""
 
-    def __init__(self, engine: sa.Engine, run: Run, interval: float) -> None:
+    def __init__(
+        self, engine: sa.Engine, run: Run, interval: float, also: HeartbeatHook | None = None
+    ) -> None:
         super().__init__(name=f"runwatch-heartbeat-{run.id}", daemon=True)
-        self.engine, self.interval = engine, interval
+        self.engine, self.interval, self.also = engine, interval, also
         # its own copy: the runner changes the run's status when it ends it
         self.held = Run(id=run.id, job=run.job, status=run.status, claim_token=run.claim_token)
         self.stopped = threading.Event()
@@ -53,6 +57,8 @@ class _Heartbeat(threading.Thread):
                 with write_session(self.engine) as session:
                     if heartbeat(session=session, run=self.held):
                         self.cancel_requested.set()
+                    if self.also is not None:
+                        self.also(session, self.held)
             except RunLost:
                 self.lost.set()
                 return
@@ -70,11 +76,13 @@ class Runner:
         *,
         bookkeeping: bool = True,
         on_progress: ProgressCallback | None = None,
+        on_heartbeat: HeartbeatHook | None = None,
     ) -> None:
         self.engine = engine or get_engine()
         self.settings = settings or get_settings()
         self.bookkeeping = bookkeeping
         self.on_progress = on_progress
+        self.on_heartbeat = on_heartbeat  # e.g. the worker's registry beat (etl.presence)
 
     def log(self, run: Run, level: str, message: str, step: str | None = None) -> None:
         """Append a log line to the held run's events, in its own short, fenced transaction."""
@@ -93,7 +101,7 @@ class Runner:
         (see db.queries.runs._held) is left as the sweep ended it, and nothing more is written.
         """
         assert run.id is not None
-        beat = _Heartbeat(self.engine, run, self.settings.heartbeat_s)
+        beat = _Heartbeat(self.engine, run, self.settings.heartbeat_s, self.on_heartbeat)
         if self.bookkeeping:
             beat.start()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import socket
@@ -13,9 +14,10 @@ import sqlalchemy as sa
 
 from db.engine import get_engine
 from db.migrate import refresh_planner_statistics
-from db.models import Run, utcnow
+from db.models import Run, WorkerKind, utcnow
 from db.queries import claim_next_run, mark_orphans, write_session
 from db.settings import Settings, get_settings
+from etl.presence import Presence
 from etl.runner import Runner
 from etl.scheduler import Scheduler
 from etl.wakeup import register, wake_local_workers
@@ -24,7 +26,7 @@ __all__ = ["BackgroundWorker", "Worker", "make_worker_id", "wake_local_workers"]
 log = logging.getLogger(__name__)
 
 
-def make_worker_id(kind: str = "worker") -> str:
+def make_worker_id(kind: str = WorkerKind.PROCESS) -> str:
     """A worker id that names the host, process and thread."""
     return f"{socket.gethostname()}:{os.getpid()}:{kind}:{threading.get_ident()}"
 
@@ -38,12 +40,20 @@ class Worker:
         settings: Settings | None = None,
         worker_id: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        kind: str = WorkerKind.PROCESS,
     ) -> None:
         self.engine = engine or get_engine()
         self.settings = settings or get_settings()
-        self.worker_id = worker_id or make_worker_id()
-        self.runner = Runner(self.engine, self.settings)
+        self.worker_id = worker_id or make_worker_id(kind)
         self.scheduler = Scheduler(self.engine, self.settings, clock=clock)
+        self.presence = Presence(
+            self.engine,
+            name=self.worker_id,
+            kind=kind,
+            interval_s=self.settings.heartbeat_s,
+            scheduler_tick=lambda: self.scheduler.last_tick,
+        )
+        self.runner = Runner(self.engine, self.settings, on_heartbeat=self.presence.beat_in)
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
         register(self)
@@ -61,6 +71,8 @@ class Worker:
             self.scheduler.tick()
         with write_session(self.engine) as session:
             run = claim_next_run(session=session, worker_id=self.worker_id)
+            if run is not None:
+                self.presence.beat_in(session, run)  # the registry names the run from its claim
         if run is None:
             return None
         log.info("worker %s executing run #%s (%s)", self.worker_id, run.id, run.job)
@@ -75,11 +87,14 @@ class Worker:
     def run_forever(self) -> None:
         """Execute runs until `stop()`; waits `worker_poll_s` (or a `wake()`) when idle.
 
-        No run's error ends the loop: the runner fails the run with it, and whatever escapes
-        even that (its failure could not be written) is logged before the loop goes on.
+        The worker registers in the registry on its first poll, beats it (throttled to
+        `heartbeat_s`) and marks it stopped once stopped. No run's error ends the loop: the runner
+        fails the run with it, and whatever escapes even that (its failure could not be written)
+        is logged before the loop goes on.
         """
         while not self.stopping.is_set():
             try:
+                self.presence.beat()
                 ran = self.run_once()
             except sa.exc.OperationalError as error:
                 log.warning("database unreachable, retrying: %s", error.orig)
@@ -90,6 +105,14 @@ class Worker:
             if ran is None:
                 self.wakeup.wait(self.settings.worker_poll_s)
                 self.wakeup.clear()
+        self.unregister()
+
+    def unregister(self) -> None:
+        """Mark the registry row stopped; a database that is down leaves it to show as lost."""
+        try:
+            self.presence.stop()
+        except sa.exc.SQLAlchemyError as error:
+            log.warning("worker %s could not record its stop: %s", self.worker_id, error)
 
     def abandon(self, error: BaseException) -> None:
         """Fail the run in hand with `error` (the thread executing it is dying), if it can be."""
@@ -112,14 +135,20 @@ class Worker:
 
 
 RESTART_DELAY_S = 1.0  # a thread that dies at once again is restarted at most this often
+EXIT_GRACE_S = 3.0  # how long an exiting process waits to mark its worker stopped
 
 
 class BackgroundWorker:
     """A Worker in a daemon thread (the app's and serve-api's in-process worker), supervised:
     a worker thread that dies anyway is restarted, and the restarts and last death are kept."""
 
-    def __init__(self, engine: sa.Engine | None = None, settings: Settings | None = None) -> None:
-        self.worker = Worker(engine, settings, worker_id=make_worker_id("app"))
+    def __init__(
+        self,
+        engine: sa.Engine | None = None,
+        settings: Settings | None = None,
+        kind: str = WorkerKind.APP,
+    ) -> None:
+        self.worker = Worker(engine, settings, kind=kind)
         self.thread = self._new_thread()
         self.restarts = 0
         self.last_death: str | None = None  # "<time> <type>: <message>" of the last thread death
@@ -153,12 +182,24 @@ class BackgroundWorker:
             log.warning("worker thread restarted (%d restarts)", self.restarts)
 
     def start(self) -> BackgroundWorker:
-        """Start the thread and its supervisor once; later calls do nothing."""
+        """Start the thread and its supervisor once; later calls do nothing.
+
+        A process that exits without stopping it (the Streamlit app) still marks its registry
+        row stopped on the way out, so only a killed or hung process shows as lost.
+        """
         with self._lock:
             if not self._supervisor.is_alive() and not self.worker.stopping.is_set():
                 self.thread.start()
                 self._supervisor.start()
+                atexit.register(self._stop_at_exit)
         return self
+
+    def _stop_at_exit(self) -> None:
+        """Mark the registry row stopped as the process exits, waiting `EXIT_GRACE_S` at most:
+        a database that does not answer must not hold the exit up."""
+        marking = threading.Thread(target=self.worker.unregister, daemon=True)
+        marking.start()
+        marking.join(EXIT_GRACE_S)
 
     @property
     def alive(self) -> bool:
@@ -178,3 +219,4 @@ class BackgroundWorker:
             thread.join(timeout)
         if self._supervisor.is_alive():
             self._supervisor.join(timeout)
+        atexit.unregister(self._stop_at_exit)

@@ -85,6 +85,7 @@ def settings(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Set
         "ORPHAN_TIMEOUT_S": "2",
         "PROGRESS_INTERVAL_S": "0.05",
         "WORKER_POLL_S": "0.1",
+        "WORKER_LOST_AFTER_S": "2",
         "CACHE_TTL_S": "0",
     }
     for key, value in values.items():

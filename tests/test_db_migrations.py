@@ -158,6 +158,25 @@ def test_0006_adds_the_claim_token_and_downgrades_keeping_the_indexes(
     assert "ix_run_day_status" in _index_names(engine_0003)
 
 
+def test_0010_adds_the_worker_registry_and_downgrades(engine_0003: sa.Engine) -> None:
+    upgrade(engine_0003)
+    columns = {c["name"] for c in sa.inspect(engine_0003).get_columns("worker")}
+    assert {
+        "host",
+        "pid",
+        "heartbeat_at",
+        "current_run_id",
+        "scheduler_tick_at",
+        "stopped_at",
+    } <= columns
+    config = alembic_config()
+    with engine_0003.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0009")
+    assert not sa.inspect(engine_0003).has_table("worker")
+    assert "ix_run_day_status" in _index_names(engine_0003)
+
+
 def test_head_read_from_file_names_is_alembics_head() -> None:
     from alembic.script import ScriptDirectory
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 import sqlalchemy as sa
 import streamlit as st
 
-from db.engine import file_problem, get_engine
+from db.engine import database_error_text, file_problem, get_engine
 from db.migrate import init_db
 from db.queries import list_jobs, read_session
 from db.settings import get_settings
@@ -93,13 +94,17 @@ def database_guard() -> Iterator[None]:
         file_moved()
         yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-        _ready_engine.clear()
-        st.error(
-            "The database cannot be reached right now. Runwatch keeps trying; this page "
-            "recovers by itself when the database is back.",
-            icon=":material/cloud_off:",  # an emoji the browser's fonts lack draws an empty box
-        )
-        first_line = (str(error.orig).splitlines() or [""])[0][:300]  # some drivers say nothing
-        st.caption(f"Details: {type(error.orig).__name__}: {first_line}")
-        retry_soon()
-        st.stop()
+        database_down(database_error_text(error))
+
+
+def database_down(detail: str) -> NoReturn:
+    """The database-down banner with the driver's `detail`; retry soon and stop the page."""
+    _ready_engine.clear()
+    st.error(
+        "The database cannot be reached right now. Runwatch keeps trying; this page "
+        "recovers by itself when the database is back.",
+        icon=":material/cloud_off:",  # an emoji the browser's fonts lack draws an empty box
+    )
+    st.caption(f"Details: {detail}")
+    retry_soon()
+    st.stop()

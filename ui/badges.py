@@ -63,6 +63,14 @@ def relative_time(moment: datetime | None, now: datetime | None = None) -> str:
     return "1 min ago"
 
 
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago `moment` was, to the second under a minute: `12 s ago`, `3 min ago`."""
+    if moment is None:
+        return "never"
+    seconds = ((now or utcnow()) - moment).total_seconds()
+    return f"{max(int(seconds), 0)} s ago" if seconds < 60 else relative_time(moment, now)
+
+
 def viewer_zone() -> tzinfo:
     """The viewer's browser time zone (UTC when the browser does not say)."""
     name = getattr(st.context, "timezone", None)

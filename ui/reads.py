@@ -13,6 +13,7 @@ from db.queries import (
     read_session,
 )
 from db.settings import get_settings
+from reports.health import HealthReport, health_report
 from ui.app import engine
 
 LOG_WINDOW = 500  # log lines a page keeps and shows
@@ -56,3 +57,9 @@ def recent_run_ids(database_url: str, job: str | None, limit: int = 100) -> list
     """Ids of the newest runs (of one job or all), for the Logs page's run choice."""
     with read_session(engine()) as session:
         return queries.recent_run_ids(session=session, job=job, limit=limit)
+
+
+@st.cache_data(ttl=_TTL, show_spinner=False)
+def health(database_url: str) -> HealthReport:
+    """The health snapshot behind the Health page's tick."""
+    return health_report(engine(), get_settings())

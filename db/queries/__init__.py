@@ -1,5 +1,6 @@
-"""The store: every read and write of runs, events, jobs, audit events and statistics, one module
-per concern. The tables that jobs load into are the jobs' own (etl/jobs/tables.py).
+"""The store: every read and write of runs, events, jobs, audit events, statistics and the worker
+registry, one module per concern. The tables that jobs load into are the jobs' own
+(etl/jobs/tables.py).
 
 Functions take the session keyword-only. Import them from here (`from db.queries import list_runs`).
 """
@@ -50,6 +51,16 @@ from db.queries.events import (
     run_jobs,
     run_state_event,
 )
+from db.queries.health import (
+    WORKERS_SHOWN,
+    Queue,
+    RunTotals,
+    WorkerRow,
+    list_workers,
+    queue_state,
+    round_trip,
+    run_totals,
+)
 from db.queries.history import (
     SORT_KEYS,
     RunFilters,
@@ -88,6 +99,7 @@ from db.queries.stats import (
     mean_time_to_recovery,
 )
 from db.queries.stats_daily import DayStats, RunSummary, daily_stats, run_summary, summarise
+from db.queries.workers import beat_worker, prune_workers, register_worker, stop_worker
 
 __all__ = [
     "AccountLocked",
@@ -114,19 +126,24 @@ __all__ = [
     "NO_DURATIONS",
     "NotFound",
     "Percentiles",
+    "Queue",
     "RunFilters",
     "RunLost",
     "RunPage",
     "RunPoint",
     "RunSort",
     "RunSummary",
+    "RunTotals",
     "RunwatchError",
     "SignInFailed",
     "Unauthenticated",
     "SORT_KEYS",
     "StatsScope",
+    "WORKERS_SHOWN",
+    "WorkerRow",
     "active_run_id",
     "append_event",
+    "beat_worker",
     "checkpoint",
     "claim_next_run",
     "count_runs",
@@ -155,20 +172,27 @@ __all__ = [
     "list_runs",
     "list_tokens",
     "list_users",
+    "list_workers",
     "order_clause",
+    "prune_workers",
+    "queue_state",
     "live_overview",
     "mark_orphans",
     "mean_time_to_recovery",
     "read_session",
     "recent_run_ids",
     "record_audit",
+    "register_worker",
     "request_cancel",
     "resume_run",
+    "round_trip",
     "run_jobs",
     "run_state_event",
     "run_summary",
+    "run_totals",
     "save_job",
     "set_paused",
+    "stop_worker",
     "summarise",
     "take_tick",
     "touch_token",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from db.engine import get_engine
+from db.models import utcnow
+from db.queries import register_worker, write_session
 from etl.seed import seed_history
 from tests.e2e.conftest import AppServer, screenshot, wait_for_app
 
@@ -21,6 +24,7 @@ PAGES = (
     ("Statistics", "Mean time to recovery", "statistics"),
     ("Logs", "matching lines", "logs"),
     ("Jobs", "Start a job from the Live page", "jobs"),
+    ("Health", "Scheduler last tick", "health"),
 )
 # Text whose box is narrower than its content is cut off (ellipsis or hidden overflow), and text
 # reaching past the main column is clipped or scrolled to. The grids draw on a canvas: not read.
@@ -42,8 +46,14 @@ LOADED = """() => !document.querySelector('[data-testid="stSkeleton"]')"""
 
 @pytest.fixture
 def seeded(app_server: AppServer) -> AppServer:
-    """The app over a week of seeded history."""
-    seed_history(get_engine(app_server.database_url), days=7, runs_per_day=12, seed=3)
+    """The app over a week of seeded history, and a worker on another host lost two minutes ago."""
+    engine = get_engine(app_server.database_url)
+    seed_history(engine, days=7, runs_per_day=12, seed=3)
+    with write_session(engine) as session:
+        silent = utcnow() - timedelta(minutes=2)
+        register_worker(
+            session=session, name="w2:4242:worker:1", kind="worker", host="w2", pid=4242, now=silent
+        )
     return app_server
 
 
