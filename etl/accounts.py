@@ -184,13 +184,21 @@ def sign_out(engine: sa.Engine, caller: Caller) -> None:
 
 def check_session(engine: sa.Engine, caller: Caller, signed_in_at: datetime) -> Caller:
     """The caller of an app session as its user is now (its current role), or Unauthenticated when
-    the session is older than `RUNWATCH_SESSION_MINUTES` or the user was disabled or removed."""
-    if utcnow() - signed_in_at > timedelta(minutes=get_settings().session_minutes):
+    the session is older than `RUNWATCH_SESSION_MINUTES` or the user was disabled or removed.
+
+    An identity provider's sign-in has no user row: it keeps the role it signed in with.
+    """
+    settings = get_settings()
+    if utcnow() - signed_in_at > timedelta(minutes=settings.session_minutes):
         raise Unauthenticated("Your session has ended; sign in again.")
     with read_session(engine) as session:
-        user = find_user(session=session, name=caller.actor)
+        user = (
+            find_user(session=session, name=caller.actor) if NAME.fullmatch(caller.actor) else None
+        )
+    if user is None and settings.auth == "oidc":
+        return caller
     if user is None or user.disabled:
-        raise Unauthenticated("Your account is disabled; ask an admin.")
+        raise Unauthenticated("Your account was disabled or removed; ask an admin.")
     return Caller(actor=user.name, source=caller.source, role=Role(user.role))
 
 
