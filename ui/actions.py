@@ -10,11 +10,10 @@ import sqlalchemy as sa
 
 from db.models import RunStatus
 from db.queries import AuditFilters, RunFilters, RunSort, RunwatchError
-from db.settings import get_settings
 from etl import commands
-from etl.commands import Caller, Source
+from etl.commands import Caller
 from reports.export import Format
-from ui import notices
+from ui import auth, notices
 from ui.app import engine
 from ui.reads import overview
 
@@ -35,8 +34,8 @@ def notify(key: str, action: Callable[[], str]) -> None:
 
 
 def caller() -> Caller:
-    """Whoever uses the app (no sign-in yet: the configured actor), through the app."""
-    return Caller(actor=get_settings().actor, source=Source.APP)
+    """Whoever is signed in to this browser session (ui.auth), re-checked as the action starts."""
+    return auth.checked()
 
 
 def parse_params(text: str) -> dict[str, Any]:
