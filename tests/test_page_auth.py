@@ -12,9 +12,9 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from db.models import AuditEvent, Role, RunStatus, utcnow
-from db.queries import list_audit, read_session, write_session
+from db.queries import Forbidden, list_audit, list_runs, read_session, write_session
 from db.settings import Settings, get_settings
-from etl import accounts
+from etl import accounts, commands
 from etl.commands import Caller, Source
 from tests.factories import make_run
 from tests.pages import ROOT, TIMEOUT_S, run_page, texts
@@ -158,11 +158,99 @@ def test_a_session_ends_after_session_minutes(engine: sa.Engine, users: None) ->
     assert "Your session has ended; sign in again." in texts(at)
 
 
-def test_a_disabled_user_is_signed_out(engine: sa.Engine, users: None) -> None:
+def test_a_role_change_applies_at_once_and_a_disabled_user_is_signed_out(
+    engine: sa.Engine, users: None
+) -> None:
     at = page_as("otto")
+    assert not at.button(key="home_run_demo").disabled
+    accounts.set_role(engine, ADMIN, "otto", Role.VIEWER)
+    at.run()
+    assert at.button(key="home_run_demo").disabled
+    assert "Signed in as `otto` · viewer" in sidebar(at)
     accounts.disable_user(engine, ADMIN, "otto")
     at.run()
     assert shows_the_form_only(at) and "disabled" in texts(at)
+
+
+# ---------------------------------------------------------------- what each role may do
+
+
+def test_a_viewer_sees_run_now_and_cancel_disabled_with_the_reason(
+    engine: sa.Engine, users: None
+) -> None:
+    with write_session(engine) as session:
+        make_run(session, status=RunStatus.PENDING, ended_at=None, offset=0)
+    at = page_as("vera")
+    run_now, cancel = at.button(key="home_run_demo"), at.button(key="home_cancel_demo")
+    assert run_now.disabled and cancel.disabled
+    assert run_now.help == REFUSED.format(doing="Starting a run", needs="operator", role="a viewer")
+    assert cancel.help == REFUSED.format(
+        doing="Cancelling a run", needs="operator", role="a viewer"
+    )
+
+
+def test_a_viewer_sees_retry_and_resume_disabled_on_history(engine: sa.Engine, users: None) -> None:
+    with write_session(engine) as session:
+        failed = make_run(session, status=RunStatus.FAILED, offset=400)
+    at = page_as("vera", "pages/1_History.py", {"run": str(failed.id)})
+    reason = REFUSED.format(doing="Resuming or retrying a run", needs="operator", role="a viewer")
+    for key in ("history_retry", "history_resume"):
+        assert at.button(key=key).disabled and at.button(key=key).help == reason
+    assert not at.get("download_button")[0].proto.disabled  # a viewer may export
+
+
+def test_an_operator_may_retry_but_not_pause_a_job(engine: sa.Engine, users: None) -> None:
+    with write_session(engine) as session:
+        failed = make_run(session, status=RunStatus.FAILED, offset=400)
+    history = page_as("otto", "pages/1_History.py", {"run": str(failed.id)})
+    assert not history.button(key="history_retry").disabled
+    assert history.button(key="history_retry").help == "Run the job again from the start"
+    pause = page_as("otto", "pages/4_Jobs.py").button(key="jobs_pause_demo")
+    assert pause.disabled
+    assert pause.help == REFUSED.format(doing="Pausing a job", needs="admin", role="an operator")
+    assert not page_as("ada", "pages/4_Jobs.py").button(key="jobs_pause_demo").disabled
+
+
+def test_an_operators_run_now_starts_a_run_audited_as_them(engine: sa.Engine, users: None) -> None:
+    at = page_as("otto")
+    at.button(key="home_run_demo").click().run()
+    at.button(key="home_confirm").click().run()
+    assert not at.exception
+    with read_session(engine) as session:
+        [run] = list_runs(session=session).runs
+    assert run.status == RunStatus.PENDING and run.triggered_by == "otto"
+    [trigger] = audits(engine, "trigger")
+    assert (trigger.actor, trigger.details["source"]) == ("otto", "app")
+
+
+def test_a_viewer_forcing_an_action_is_refused_and_audited(engine: sa.Engine, users: None) -> None:
+    viewer = Caller("vera", Source.APP, Role.VIEWER)
+    with pytest.raises(Forbidden, match="Starting a run needs the operator role"):
+        commands.trigger(engine, viewer, "demo")
+    [refused] = audits(engine, "forbidden")
+    assert (refused.actor, refused.target, refused.details["action"]) == (
+        "vera",
+        "job:demo",
+        "trigger",
+    )
+    with read_session(engine) as session:
+        assert list_runs(session=session).total == 0
+
+
+def test_a_stale_page_cannot_bypass_the_command_layer(engine: sa.Engine, users: None) -> None:
+    """Cancel was drawn for an operator who has since become a viewer: the click is refused."""
+    with write_session(engine) as session:
+        run = make_run(session, status=RunStatus.PENDING, ended_at=None, offset=0)
+    at = page_as("otto")
+    cancel = at.button(key="home_cancel_demo")
+    assert not cancel.disabled
+    accounts.set_role(engine, ADMIN, "otto", Role.VIEWER)
+    cancel.click().run()
+    assert not at.exception
+    assert "Cancelling a run needs the operator role" in texts(at)
+    assert [a.actor for a in audits(engine, "forbidden")] == ["otto"]
+    with read_session(engine) as session:
+        assert list_runs(session=session).runs[0].status == RunStatus.PENDING == run.status
 
 
 # ---------------------------------------------------------------- sign-in off
@@ -252,6 +340,7 @@ def test_oidc_signs_in_once_with_the_claimed_role(engine: sa.Engine, oidc_auth: 
     at = as_user({"is_logged_in": True, "email": "eve@example.org", "runwatch_role": ["operator"]})
     assert at.title[0].value == "Runwatch — Live"
     assert "Signed in as `eve@example.org` · operator" in sidebar(at)
+    assert not at.button(key="home_run_demo").disabled
     at.run()
     [signed] = audits(engine, "sign_in")
     assert (signed.actor, signed.details["method"], signed.details["source"]) == (
@@ -268,6 +357,7 @@ def test_oidc_role_comes_from_the_user_of_that_email(engine: sa.Engine, oidc_aut
     accounts.add_user(engine, ADMIN, "eve@example.org", PASSWORD, Role.VIEWER)
     at = as_user({"is_logged_in": True, "email": "eve@example.org", "runwatch_role": "admin"})
     assert "Signed in as `eve@example.org` · viewer" in sidebar(at)
+    assert at.button(key="home_run_demo").disabled
     accounts.disable_user(engine, ADMIN, "eve@example.org")
     at.run()
     assert [t.value for t in at.title] == ["Sign in to Runwatch"] and "disabled" in texts(at)
