@@ -172,6 +172,14 @@ def test_a_role_change_applies_at_once_and_a_disabled_user_is_signed_out(
     assert shows_the_form_only(at) and "disabled" in texts(at)
 
 
+@pytest.mark.sqlite_only
+def test_sign_in_with_the_database_down_shows_the_banner(
+    password_auth: None, database_down: None
+) -> None:
+    at = run_page("Home.py")
+    assert "The database cannot be reached" in at.error[0].value and not at.text_input
+
+
 # ---------------------------------------------------------------- what each role may do
 
 

@@ -72,7 +72,7 @@ def signed_in() -> Caller:
         return _open()
     with database_guard():
         held = _password() if auth == "password" else _oidc()
-    _identity(held)
+        _identity(held)
     return held.caller
 
 
