@@ -5,10 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from db.settings import get_settings
-from ui import live, notices, reads, refresh
+from ui import auth, live, notices, reads, refresh
 from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Live", page_icon="⏱", layout="wide")
+auth.signed_in()
 st.title("Runwatch — Live")
 worker_banner()
 paused = refresh.pause_toggle("home")

@@ -205,8 +205,9 @@ def check_session(engine: sa.Engine, caller: Caller, signed_in_at: datetime) -> 
 def sign_in_oidc(engine: sa.Engine, claims: Mapping[str, Any], *, source: Source) -> Caller:
     """The caller of an identity provider's sign-in (RUNWATCH_AUTH=oidc), audited as `sign_in`.
 
-    Its name is the `email`, `preferred_username` or `sub` claim; its role the highest role named by
-    the `RUNWATCH_OIDC_ROLE_CLAIM` claim (a string or a list), else `RUNWATCH_OIDC_DEFAULT_ROLE`.
+    Its name is the `email`, `preferred_username` or `sub` claim; its role that of the user of that
+    name when there is one (refused while disabled), else the highest role named by the
+    `RUNWATCH_OIDC_ROLE_CLAIM` claim (a string or a list), else `RUNWATCH_OIDC_DEFAULT_ROLE`.
     """
     settings = get_settings()
     name = next(
@@ -217,13 +218,24 @@ def sign_in_oidc(engine: sa.Engine, claims: Mapping[str, Any], *, source: Source
     claimed = claims.get(settings.oidc_role_claim)
     named = [claimed] if isinstance(claimed, str) else list(claimed or [])
     roles = [role for role in Role if role in named]
-    caller = Caller(
-        actor=name[:200], source=source, role=roles[-1] if roles else settings.oidc_default_role
-    )
+    with read_session(engine) as session:
+        user = find_user(session=session, name=name) if NAME.fullmatch(name) else None
+    role = Role(user.role) if user else roles[-1] if roles else settings.oidc_default_role
+    caller = Caller(actor=name[:200], source=source, role=role)
+    refused = {"reason": "disabled"} if user is not None and user.disabled else {}
     with write_session(engine) as session:
+        action = "sign_in_failed" if refused else "sign_in"
         audit(
-            session, caller, "sign_in", f"user:{caller.actor}", role=str(caller.role), method="oidc"
+            session,
+            caller,
+            action,
+            f"user:{caller.actor}",
+            role=str(role),
+            method="oidc",
+            **refused,
         )
+    if refused:
+        raise Unauthenticated("Your account is disabled; ask an admin.")
     return caller
 
 

@@ -4,9 +4,10 @@ import streamlit as st
 
 from db.models import MAX_ID
 from db.queries import RunFilters
-from ui import app, export, filters, history
+from ui import app, auth, export, filters, history
 
 st.set_page_config(page_title="History · Runwatch", page_icon="⏱", layout="wide")
+auth.signed_in()
 st.title("History")
 app.worker_banner()
 

@@ -4,9 +4,10 @@ import streamlit as st
 
 from db.models import utcnow
 from reports.stats import CUSTOM, POINT_LIMIT, RANGE_CHOICES, load_statistics
-from ui import app, charts, statistics
+from ui import app, auth, charts, statistics
 
 st.set_page_config(page_title="Statistics · Runwatch", page_icon="⏱", layout="wide")
+auth.signed_in()
 st.title("Statistics")
 app.worker_banner()
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from db.settings import get_settings
-from ui import logs, reads, refresh
+from ui import auth, logs, reads, refresh
 from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Logs", page_icon="📜", layout="wide")
+auth.signed_in()
 st.title("Logs")
 worker_banner()
 paused = refresh.pause_toggle("logs")

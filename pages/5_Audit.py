@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from ui import app, audit, export
+from ui import app, audit, auth, export
 
 st.set_page_config(page_title="Audit · Runwatch", page_icon="🔏", layout="wide")
+auth.signed_in()
 st.title("Audit")
 
 with app.database_guard():

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import health, refresh
+from ui import auth, health, refresh
 from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Health", page_icon="🩺", layout="wide")
+auth.signed_in()
 st.title("Health")
 worker_banner()
 paused = refresh.pause_toggle("health")

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from db.models import RunStatus
-from db.queries import AuditFilters, RunFilters, RunSort, RunwatchError
-from db.settings import get_settings
+from db.queries import AuditFilters, Forbidden, RunFilters, RunSort, RunwatchError
 from etl import commands
-from etl.commands import Caller, Source
+from etl.commands import Caller
 from reports.export import Format
-from ui import notices
+from ui import auth, notices
 from ui.app import engine
 from ui.reads import overview
 
@@ -35,8 +34,25 @@ def notify(key: str, action: Callable[[], str]) -> None:
 
 
 def caller() -> Caller:
-    """Whoever uses the app (no sign-in yet: the configured actor), through the app."""
-    return Caller(actor=get_settings().actor, source=Source.APP)
+    """Whoever is signed in to this browser session (ui.auth), re-checked as the action starts."""
+    return auth.checked()
+
+
+class Gate(NamedTuple):
+    """How an action's button is drawn for the signed-in caller."""
+
+    disabled: bool
+    help: str | None  # the command layer's refusal while disabled
+
+
+def gate(action: str, help: str | None = None) -> Gate:
+    """Grey out the button of `action` (a key of etl.commands.PERMISSIONS) unless the caller may,
+    saying why as the command layer would; the command layer still checks when it is clicked."""
+    who = auth.current()
+    if commands.may(who, action):
+        return Gate(False, help)
+    permission = commands.PERMISSIONS[action]
+    return Gate(True, str(Forbidden(permission.doing, permission.needs, who.role)))
 
 
 def parse_params(text: str) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from reports import ledger
 from ui import links
 from ui.badges import local_time
 
-ACTIONS = ("trigger", "cancel", "retry", "export", "config_change", "login")
+CHANGES = ("trigger", "cancel", "retry", "export", "config_change", "pause", "unpause", "login")
+ACCESS = ("forbidden", "sign_in", "sign_in_failed", "sign_out")  # refusals and sign-ins
+ACTIONS = (*CHANGES, *ACCESS)
 SHOWN = 500  # newest events in the table; the downloads hold every one that matches
 NAMES = ("actor", "action", "target", "since", "until")
 

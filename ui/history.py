@@ -185,17 +185,21 @@ def _retry_buttons(run: Run) -> None:
     assert run.id is not None
     run_id = run.id
     left, right, _ = st.columns([1, 1, 3])
+    may_retry = actions.gate("retry", "Run the job again from the start")
     left.button(
         "Retry",
         key="history_retry",
-        help="Run the job again from the start",
+        help=may_retry.help,
+        disabled=may_retry.disabled,
         on_click=actions.notify,
         args=("history_notice", lambda: actions.resume(run_id, from_checkpoint=False)),
     )
+    may_resume = actions.gate("retry", f"Continue from the checkpoint (record {run.offset:,})")
     right.button(
         "Resume",
         key="history_resume",
-        help=f"Continue from the checkpoint (record {run.offset:,})",
+        help=may_resume.help,
+        disabled=may_resume.disabled,
         on_click=actions.notify,
         args=("history_notice", lambda: actions.resume(run_id, from_checkpoint=True)),
     )

@@ -75,11 +75,14 @@ def pause_controls(jobs: list[JobLive]) -> None:
         name.markdown(f"**{job.name}** · {job.title}")
         state.caption("Paused: no scheduled run, Run now refused" if job.paused else when(job))
         verb = "Resume" if job.paused else "Pause"
+        may = actions.gate("unpause" if job.paused else "pause")
         button.button(
             verb,
             key=f"jobs_{verb.lower()}_{job.name}",
             on_click=actions.notify,
             args=(NOTICE, lambda job=job.name, on=not job.paused: set_paused(job, on)),
+            disabled=may.disabled,
+            help=may.help,
         )
 
 

@@ -147,7 +147,14 @@ def eta_text(eta: Eta) -> tuple[str, str | None]:
 def job_actions(job: JobLive) -> None:
     """Run now and Cancel run."""
     left, right = st.columns(2)
-    if left.button("Run now", key=f"home_run_{job.name}", type="primary", disabled=not job.enabled):
+    may_run = actions.gate("trigger")
+    if left.button(
+        "Run now",
+        key=f"home_run_{job.name}",
+        type="primary",
+        disabled=may_run.disabled or not job.enabled,
+        help=may_run.help,
+    ):
         notices.clear(PAGE_NOTE)
         if job.active:
             notices.say(PAGE_NOTE, "warning", already_active(job.name, job.active.id))
@@ -164,11 +171,14 @@ def job_actions(job: JobLive) -> None:
     if job.cancel_requested:
         right.caption("Cancelling after the current batch…")
     else:
+        may_cancel = actions.gate("cancel")
         right.button(
             "Cancel run",
             key=f"home_cancel_{job.name}",
             on_click=actions.notify,
             args=(PAGE_NOTE, lambda: actions.cancel(active.id)),
+            disabled=may_cancel.disabled,
+            help=may_cancel.help,
         )
 
 
