@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PORT ?= 8501
+# the app's address: loopback, where RUNWATCH_AUTH=none (everyone is admin) is allowed
+ADDRESS ?= localhost
 API_PORT ?= 8000
 # pytest-xdist processes: most tests wait on workers, servers and the browser, so 3 keep 2 cores busy
 TEST_WORKERS ?= 3
@@ -30,7 +32,7 @@ run: init-db
 	RUNWATCH_API_WORKER_ENABLED=$${RUNWATCH_API_WORKER_ENABLED:-true} \
 	$(VENV)/bin/runwatch serve-api --port $(API_PORT) & api=$$!; \
 	trap 'kill $$api 2>/dev/null' EXIT; \
-	$(VENV)/bin/streamlit run Home.py --server.port $(PORT)
+	$(VENV)/bin/streamlit run Home.py --server.port $(PORT) --server.address $(ADDRESS)
 
 worker: init-db
 	$(VENV)/bin/runwatch worker

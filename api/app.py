@@ -21,8 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.feed import router as feed_router
-from api.metrics import metrics_registry
-from api.metrics import router as metrics_router
+from api.metrics import metrics_registry, router as metrics_router
 from api.params import BadParameter
 from api.routes import public, router
 from api.status import ProcessMeter

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from enum import StrEnum
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -13,6 +12,21 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel, col
+
+from db.enums import (  # re-exported: the tables and their readers use them from here
+    ACTIVE_STATUSES as ACTIVE_STATUSES,
+    JOB_NAME_MAX as JOB_NAME_MAX,
+    LEVELS as LEVELS,
+    MAX_ID as MAX_ID,
+    TERMINAL_STATUSES as TERMINAL_STATUSES,
+    EventKind as EventKind,
+    Role as Role,
+    RunStatus as RunStatus,
+    Step as Step,
+    Trigger as Trigger,
+    WorkerKind as WorkerKind,
+    WorkerState as WorkerState,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -61,63 +75,6 @@ def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
 def _utc_day_postgres(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
     return f"date(timezone('UTC', {compiler.process(element.clauses, **kw)}))"  # immutable
 
-
-class RunStatus(StrEnum):
-    """Where a run is in its life."""
-
-    PENDING = "pending"  # enqueued, waiting for a worker
-    RUNNING = "running"  # claimed by a worker, heartbeating
-    FINISHED = "finished"  # every record done
-    FAILED = "failed"  # stopped by an error or an interruption; can be resumed
-    CANCELLED = "cancelled"  # stopped on request between two batches
-
-
-MAX_ID = 2**31 - 1  # run and event ids are 32-bit integers on PostgreSQL: larger ones name nothing
-JOB_NAME_MAX = 100  # characters in a job's name
-ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
-TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED)
-
-
-class Role(StrEnum):
-    """What a signed-in person or an API token may do; each role may do all the one before it may."""
-
-    VIEWER = "viewer"  # sees everything and may export; changes nothing
-    OPERATOR = "operator"  # and triggers, cancels, retries and resumes runs
-    ADMIN = "admin"  # and configures, pauses and enables jobs, manages users and API tokens
-
-    def allows(self, needed: Role) -> bool:
-        """Whether this role may do what `needed` may (roles rank in the order above)."""
-        ranks = list(Role)
-        return ranks.index(self) >= ranks.index(needed)
-
-
-class Trigger(StrEnum):
-    """What started a run."""
-
-    MANUAL = "manual"  # Run now in the app or `runwatch run`
-    SCHEDULE = "schedule"  # the job's cron schedule
-    API = "api"  # POST /api/etl/trigger
-    RETRY = "retry"  # retry or resume of a failed run
-    REMOTE = "remote"  # mirrored from a followed remote feed
-
-
-class Step(StrEnum):
-    """The stage a running run is in."""
-
-    EXTRACT = "extract"
-    TRANSFORM = "transform"
-    LOAD = "load"
-
-
-class EventKind(StrEnum):
-    """What a run event records."""
-
-    STATUS = "status"  # the run changed status; data holds the run record
-    PROGRESS = "progress"  # throttled progress write; data holds the run record
-    LOG = "log"  # a log line
-
-
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 ACTIVE_WHERE = sa.text("status IN ('pending','running')")
 
@@ -337,22 +294,6 @@ class TokenInfo(NamedTuple):
     created_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
-
-
-class WorkerKind(StrEnum):
-    """Which kind of process a registered worker is."""
-
-    PROCESS = "worker"  # a `runwatch worker` process
-    APP = "app"  # the Streamlit app's worker thread
-    API = "api"  # `runwatch serve-api`'s worker thread
-
-
-class WorkerState(StrEnum):
-    """What a registered worker's row says about it (derived when read, never stored)."""
-
-    LIVE = "live"  # heartbeat newer than worker_lost_after_s
-    LOST = "lost"  # no heartbeat for worker_lost_after_s: killed, hung or cut off
-    STOPPED = "stopped"  # stopped cleanly (stopped_at set)
 
 
 class WorkerEntry(SQLModel, table=True):

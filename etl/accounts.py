@@ -30,12 +30,12 @@ from db.queries import (
     find_user,
     get_token,
     get_user,
+    list_tokens as _list_tokens,
+    list_users as _list_users,
     read_session,
     touch_token,
     write_session,
 )
-from db.queries import list_tokens as _list_tokens
-from db.queries import list_users as _list_users
 from db.settings import get_settings
 from etl.commands import Caller, Source, audit, require
 

@@ -10,18 +10,22 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
+from db.enums import Role
 
-from db.models import Role, TokenInfo, UserInfo
-from db.queries import BadParams
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from db.models import TokenInfo, UserInfo
 
 ROLES = [str(role) for role in Role]
 
 
 def read_password(args: argparse.Namespace) -> str:
     """The new password: one line of stdin with --password-stdin, else asked twice on the terminal."""
+    from db.queries import BadParams
+
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     if not sys.stdin.isatty():

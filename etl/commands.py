@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -50,12 +50,14 @@ from db.queries import (
     take_tick,
     write_session,
 )
-from etl.jobs import Job as JobKind
-from etl.jobs import JobError, job_class
 from etl.schedules import Catchup, Policy, Schedule, ScheduleError, Skipped, plan_ticks
 from etl.wakeup import wake_local_workers
-from reports.audit_export import stream_audit_export
-from reports.export import Format, stream_export
+
+if TYPE_CHECKING:  # imported when a command needs them: the job kinds and pyarrow are most of a
+    # CLI start-up, and `runwatch runs` needs neither
+    from etl.jobs import Job as JobKind
+    from reports.audit_export import stream_audit_export
+    from reports.export import Format, stream_export
 
 JOB_NAME = re.compile(rf"[a-z0-9][a-z0-9_-]{{0,{JOB_NAME_MAX - 1}}}")
 
@@ -173,6 +175,8 @@ def check_params(kind: str, params: dict[str, Any], *, job: str = "") -> JobKind
     if unstorable is not None or not all(_storable(name) for name in params):
         name = unstorable or "a parameter name"
         raise BadParams(f"Parameter '{name}' holds a NUL character or a non-finite number.")
+    from etl.jobs import JobError, job_class
+
     try:
         return job_class(kind).check_params(params, job=job)
     except JobError as error:
@@ -343,6 +347,8 @@ def add_job(
     require(engine, caller, "config_change", f"job:{name}")
     if not JOB_NAME.fullmatch(name):
         raise BadParams(f"Job name {name!r} must be 1-100 lower-case letters, digits, '_' or '-'.")
+    from etl.jobs import JobError, job_class
+
     try:
         job_class(kind)
     except JobError as error:
@@ -513,6 +519,8 @@ def export(
     sort: RunSort | None = None,
 ) -> Iterator[bytes]:
     """The filtered history as CSV or JSON bytes, recorded in the audit trail once the last byte is out."""
+    from reports.export import stream_export
+
     require(engine, caller, "export", "runs")
     filters, sort = filters or RunFilters(), sort or RunSort()
     stream = stream_export(engine=engine, fmt=fmt, filters=filters, sort=sort)
@@ -531,6 +539,8 @@ def export_audit(
     engine: sa.Engine, caller: Caller, fmt: Format, filters: AuditFilters | None = None
 ) -> Iterator[bytes]:
     """The filtered audit trail as CSV or JSON bytes, itself recorded as an export (target `audit`)."""
+    from reports.audit_export import stream_audit_export
+
     require(engine, caller, "export", "audit")
     filters = filters or AuditFilters()
     stream = stream_audit_export(engine=engine, fmt=fmt, filters=filters)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+
+from db.enums import Catchup as Catchup  # re-exported
 
 _TINY = timedelta(microseconds=1)
 _NONE = timedelta()
@@ -21,14 +22,6 @@ _DST_REACH = timedelta(hours=3)  # longer than any DST shift
 _SEARCH = (
     1000  # croniter steps looked at for one tick (DST can repeat a few; a bad expression many)
 )
-
-
-class Catchup(StrEnum):
-    """Which missed ticks a job runs when the workers come back."""
-
-    NONE = "none"  # none: only a tick that is not late (within the grace) runs
-    LATEST = "latest"  # the newest due tick runs once; older ones are recorded as skipped
-    ALL = "all"  # every due tick runs, oldest first, one at a time (the newest `cap` of them)
 
 
 class ScheduleError(ValueError):

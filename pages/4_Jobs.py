@@ -5,8 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from db.settings import get_settings
-from ui import auth, reads
-from ui import jobs as jobs_ui
+from ui import auth, jobs as jobs_ui, reads
 from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Jobs", page_icon="🗂", layout="wide")

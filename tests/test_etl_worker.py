@@ -9,8 +9,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from db.models import Job as JobRow
-from db.models import Run, RunStatus
+from db.models import Job as JobRow, Run, RunStatus
 from db.queries import create_run, save_job, write_session
 from db.settings import Settings
 from etl.jobs import JOB_KINDS, Batch, Job

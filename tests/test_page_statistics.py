@@ -6,8 +6,11 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from tests.pages import run_page, texts
-from tests.test_reports_stats import DAY0, HISTORY
-from tests.test_reports_stats import history as history  # noqa: F401  (the seeded-history fixture)
+from tests.test_reports_stats import (
+    DAY0,
+    HISTORY,
+    history as history,  # noqa: F401  (the seeded-history fixture)
+)
 
 
 def statistics() -> AppTest:

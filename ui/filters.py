@@ -11,9 +11,7 @@ import streamlit as st
 
 from db.models import MAX_ID, RunStatus, Trigger
 from db.queries import SORT_KEYS, RunFilters, RunSort
-from ui.links import choices as _choices
-from ui.links import day as _day
-from ui.links import day_bounds, save
+from ui.links import choices as _choices, day as _day, day_bounds, save
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from db import driver
+from db.enums import SORT_KEYS as SORT_KEYS  # re-exported
 from db.models import Run, RunRow
 from db.queries.base import escape_like
 from db.queries.errors import NotFound
@@ -46,9 +47,6 @@ class RunFilters:
             "until": self.until.isoformat() if self.until else None,
             "error_text": self.error_text,
         }
-
-
-SORT_KEYS = ("created_at", "duration", "status", "records")
 
 
 @dataclass(frozen=True)
