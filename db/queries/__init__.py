@@ -6,6 +6,28 @@ Functions take the session keyword-only. Import them from here (`from db.queries
 
 from __future__ import annotations
 
+from db.queries.alerts import (
+    ActiveRun,
+    AlertView,
+    ChannelStatus,
+    EndedRun,
+    add_rule,
+    advance_cursor,
+    alert_channel_status,
+    delivery_counts,
+    ended_runs,
+    insert_alerts,
+    known_keys,
+    last_successes,
+    list_alerts,
+    list_deliveries,
+    list_rules,
+    mark_read,
+    quiet_runs,
+    record_delivery,
+    remove_rule,
+    unread_count,
+)
 from db.queries.audit import (
     AuditFilters,
     Breach,
@@ -77,6 +99,26 @@ from db.queries.stats import (
 from db.queries.stats_daily import DayStats, RunSummary, daily_stats, run_summary, summarise
 
 __all__ = [
+    "ActiveRun",
+    "AlertView",
+    "ChannelStatus",
+    "EndedRun",
+    "add_rule",
+    "advance_cursor",
+    "alert_channel_status",
+    "delivery_counts",
+    "ended_runs",
+    "insert_alerts",
+    "known_keys",
+    "last_successes",
+    "list_alerts",
+    "list_deliveries",
+    "list_rules",
+    "mark_read",
+    "quiet_runs",
+    "record_delivery",
+    "remove_rule",
+    "unread_count",
     "ActiveRunExists",
     "AuditFilters",
     "Breach",
