@@ -16,6 +16,7 @@ from db.migrate import refresh_planner_statistics
 from db.models import Run, utcnow
 from db.queries import claim_next_run, mark_orphans, write_session
 from db.settings import Settings, get_settings
+from etl.alerts import AlertChecker
 from etl.runner import Runner
 from etl.scheduler import Scheduler
 from etl.wakeup import register, wake_local_workers
@@ -44,6 +45,7 @@ class Worker:
         self.worker_id = worker_id or make_worker_id()
         self.runner = Runner(self.engine, self.settings)
         self.scheduler = Scheduler(self.engine, self.settings, clock=clock)
+        self.alerts = AlertChecker(self.engine, self.settings, clock=clock)  # run_forever's
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
         register(self)
@@ -77,7 +79,9 @@ class Worker:
 
         No run's error ends the loop: the runner fails the run with it, and whatever escapes
         even that (its failure could not be written) is logged before the loop goes on.
+        The alert checks run in a thread of their own meanwhile (etl.alerts).
         """
+        self.alerts.start()  # once: a restarted worker thread finds it running
         while not self.stopping.is_set():
             try:
                 ran = self.run_once()
@@ -90,6 +94,7 @@ class Worker:
             if ran is None:
                 self.wakeup.wait(self.settings.worker_poll_s)
                 self.wakeup.clear()
+        self.alerts.stop()
 
     def abandon(self, error: BaseException) -> None:
         """Fail the run in hand with `error` (the thread executing it is dying), if it can be."""
