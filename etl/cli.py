@@ -33,7 +33,7 @@ from db.queries import (
     read_session,
 )
 from db.settings import get_settings
-from etl import commands
+from etl import cli_alerts, commands
 from etl.commands import EXIT_USAGE
 from etl.jobs import JOB_KINDS, JobError
 from etl.progress import ProgressBar
@@ -478,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=cmd_worker)
     _add_seed_command(commands)
     _add_audit_commands(commands)
+    cli_alerts.add_commands(commands, caller)
     serve = commands.add_parser("serve-api", help="serve the HTTP API and SSE feed")
     serve.add_argument("--host", default=settings.api_host)
     serve.add_argument("--port", type=int, default=settings.api_port)

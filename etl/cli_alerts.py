@@ -1,0 +1,152 @@
+"""`runwatch alerts …`: alert rules, a test alert per channel, recent alerts and delivery attempts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import sqlalchemy as sa
+
+from db.models import AlertDelivery, AlertRule, Channel
+from db.queries import list_alerts, list_deliveries, list_rules, read_session
+from db.settings import get_settings
+from etl import commands
+from etl.alerts import UNITS, limit_of
+from etl.notify import deliver
+
+EXIT_OK, EXIT_FAILED = 0, 1
+CallerOf = Callable[[], commands.Caller]
+
+
+def cmd_add(args: argparse.Namespace, engine: sa.Engine, caller: CallerOf) -> int:
+    """Add a rule."""
+    rule = commands.add_alert_rule(
+        engine,
+        caller(),
+        kind=args.kind,
+        channel=args.channel,
+        target=args.target,
+        job=args.job,
+        limit=args.limit,
+    )
+    print(f"Alert rule #{rule.id} added: {describe(rule)}")
+    return EXIT_OK
+
+
+def describe(rule: AlertRule) -> str:
+    """A rule in one line: what, of which job, through which channel."""
+    limit = limit_of(rule, get_settings())
+    unit = UNITS.get(rule.kind, "") if limit is not None else ""
+    what = rule.kind + (f" > {limit:g} {unit}" if limit is not None else "")
+    if rule.kind == "slow" and limit is None:
+        what += " (slower than the job's p90)"
+    to = f" {rule.target}" if rule.target else ""
+    state = "" if rule.enabled else " (disabled)"
+    return f"{what}, job {rule.job or '*'} -> {rule.channel}{to}{state}"
+
+
+def cmd_list(args: argparse.Namespace, engine: sa.Engine, caller: CallerOf) -> int:
+    """List the rules."""
+    with read_session(engine) as session:
+        rules = list_rules(session=session)
+    for rule in rules:
+        print(f"#{rule.id:<5} {describe(rule)}")
+    if not rules:
+        print("No alert rules. Add one: runwatch alerts add --kind failed --channel app")
+    return EXIT_OK
+
+
+def cmd_remove(args: argparse.Namespace, engine: sa.Engine, caller: CallerOf) -> int:
+    """Remove a rule."""
+    rule = commands.remove_alert_rule(engine, caller(), args.rule_id)
+    print(f"Alert rule #{rule.id} removed: {describe(rule)}")
+    return EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace, engine: sa.Engine, caller: CallerOf) -> int:
+    """Send a test alert now and print each attempt; 1 when no attempt got through."""
+    alert = commands.test_alert(engine, caller(), args.channel, args.target or "")
+    if alert.channel == Channel.APP:
+        print(f"Test alert #{alert.id} is in the app's notification list.")
+        return EXIT_OK
+    attempts = deliver(engine, get_settings(), alert)
+    for attempt in attempts:
+        print(attempt_line(attempt), file=sys.stdout if attempt.ok else sys.stderr)
+    return EXIT_OK if any(a.ok for a in attempts) else EXIT_FAILED
+
+
+def attempt_line(attempt: AlertDelivery) -> str:
+    """One delivery attempt in one line."""
+    outcome = "ok" if attempt.ok else f"FAILED: {attempt.error}"
+    code = f" [{attempt.status_code}]" if attempt.status_code else ""
+    return (
+        f"{_utc(attempt.at)}  alert #{attempt.alert_id} attempt {attempt.attempt} "
+        f"{attempt.channel} {attempt.target}{code} {attempt.duration_ms or 0:.0f} ms: {outcome}"
+    )
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+def cmd_deliveries(args: argparse.Namespace, engine: sa.Engine, caller: CallerOf) -> int:
+    """The newest delivery attempts, newest first."""
+    with read_session(engine) as session:
+        for attempt in list_deliveries(session=session, limit=args.limit):
+            print(attempt_line(attempt))
+    return EXIT_OK
+
+
+def cmd_recent(args: argparse.Namespace, engine: sa.Engine, caller: CallerOf) -> int:
+    """The newest alerts with their status, newest first."""
+    with read_session(engine) as session:
+        for alert, _ in list_alerts(session=session, limit=args.limit):
+            read = "" if alert.read_at is None else " (read)"
+            print(
+                f"#{alert.id:<6} {_utc(alert.created_at)}  {alert.status:<7} {alert.channel:<7} {alert.message}{read}"
+            )
+    return EXIT_OK
+
+
+def add_commands(subcommands: Any, caller: CallerOf) -> None:
+    """Add `alerts` and its subcommands to the `runwatch` parser."""
+    alerts = subcommands.add_parser("alerts", help="alert rules, test alerts and deliveries")
+    actions = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a rule (admins)")
+    add.add_argument("--kind", required=True, choices=commands.ALERT_KINDS)
+    add.add_argument("--channel", required=True, choices=[str(c) for c in Channel])
+    add.add_argument("--target", default="", help="webhook URL or e-mail address (not for app)")
+    add.add_argument("--job", default=None, help="the job it watches (default: every job)")
+    add.add_argument(
+        "--limit",
+        type=float,
+        default=None,
+        help="slow: seconds (default: the job's p90); no_success: hours (24); stuck: seconds "
+        "(half the orphan timeout); queue_wait: minutes (10)",
+    )
+    remove = actions.add_parser("remove", help="remove a rule (admins)")
+    remove.add_argument("rule_id", metavar="RULE_ID", type=int)
+    test = actions.add_parser("test", help="send a test alert now; print each attempt")
+    test.add_argument("channel", choices=[str(c) for c in Channel])
+    test.add_argument("--target", default="", help="webhook URL or e-mail address")
+    actions.add_parser("list", help="the rules")
+    for name, what in (
+        ("deliveries", "the newest delivery attempts"),
+        ("recent", "the newest alerts"),
+    ):
+        shown = actions.add_parser(name, help=what)
+        shown.add_argument("--limit", type=int, default=50)
+    handlers = {
+        "add": cmd_add,
+        "list": cmd_list,
+        "remove": cmd_remove,
+        "test": cmd_test,
+        "deliveries": cmd_deliveries,
+        "recent": cmd_recent,
+    }
+    for name, handler in handlers.items():
+        actions.choices[name].set_defaults(handler=partial(handler, caller=caller))
