@@ -34,7 +34,7 @@ from db.queries import (
     read_session,
     write_session,
 )
-from db.settings import Settings
+from db.settings import Settings, get_settings
 from etl.notify import Dispatcher
 from reports.durations import format_duration
 
@@ -58,6 +58,18 @@ def limit_of(rule: AlertRule, settings: Settings) -> float | None:
     if rule.kind == AlertKind.STUCK:
         return settings.orphan_timeout_s / 2
     return DEFAULT_LIMITS.get(AlertKind(rule.kind))
+
+
+def describe(rule: AlertRule) -> str:
+    """A rule in one line: what, of which job, through which channel."""
+    limit = limit_of(rule, get_settings())
+    unit = UNITS.get(rule.kind, "") if limit is not None else ""
+    what = rule.kind + (f" > {limit:g} {unit}" if limit is not None else "")
+    if rule.kind == "slow" and limit is None:
+        what += " (slower than the job's p90)"
+    to = f" {rule.target}" if rule.target else ""
+    state = "" if rule.enabled else " (disabled)"
+    return f"{what}, job {rule.job or '*'} -> {rule.channel}{to}{state}"
 
 
 def applies(rule: AlertRule, job: str) -> bool:

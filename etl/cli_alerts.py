@@ -11,11 +11,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from db.models import AlertDelivery, AlertRule, Channel
+from db.models import AlertDelivery, Channel
 from db.queries import list_alerts, list_deliveries, list_rules, read_session
 from db.settings import get_settings
 from etl import commands
-from etl.alerts import UNITS, limit_of
+from etl.alerts import describe
 from etl.notify import deliver
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -35,18 +35,6 @@ def cmd_add(args: argparse.Namespace, engine: sa.Engine, caller: CallerOf) -> in
     )
     print(f"Alert rule #{rule.id} added: {describe(rule)}")
     return EXIT_OK
-
-
-def describe(rule: AlertRule) -> str:
-    """A rule in one line: what, of which job, through which channel."""
-    limit = limit_of(rule, get_settings())
-    unit = UNITS.get(rule.kind, "") if limit is not None else ""
-    what = rule.kind + (f" > {limit:g} {unit}" if limit is not None else "")
-    if rule.kind == "slow" and limit is None:
-        what += " (slower than the job's p90)"
-    to = f" {rule.target}" if rule.target else ""
-    state = "" if rule.enabled else " (disabled)"
-    return f"{what}, job {rule.job or '*'} -> {rule.channel}{to}{state}"
 
 
 def cmd_list(args: argparse.Namespace, engine: sa.Engine, caller: CallerOf) -> int:

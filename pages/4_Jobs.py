@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from db.settings import get_settings
+from ui import alerts as alerts_ui
 from ui import jobs as jobs_ui
 from ui import reads
 from ui.app import database_guard, worker_banner
@@ -29,3 +30,6 @@ else:
         jobs_ui.pause_controls(jobs)
     st.subheader("Parameters")
     jobs_ui.parameter_help(jobs)
+st.subheader("Alert rules")
+with database_guard():
+    alerts_ui.rules_section([job.name for job in jobs])
