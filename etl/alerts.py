@@ -49,6 +49,7 @@ UNITS: dict[str, str] = {
 DEFAULT_LIMITS = {AlertKind.NO_SUCCESS: 24.0, AlertKind.QUEUE_WAIT: 10.0}
 P90_WINDOW = timedelta(days=30)  # the finished runs a job's p90 is taken over
 P90_MIN_RUNS = 5  # fewer finished runs than this in the window: no p90 to be slower than
+NO_SUCCESS_EVERY = timedelta(minutes=1)  # no_success limits are hours: looked at once a minute
 
 
 def limit_of(rule: AlertRule, settings: Settings) -> float | None:
@@ -109,6 +110,7 @@ class AlertChecker:
         self.dispatcher = dispatcher or Dispatcher(engine, settings)
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
+        self.no_success_at: datetime | None = None  # when no_success is looked at next
 
     def start(self) -> AlertChecker:
         """Check now and every `alert_check_s` in a daemon thread, until `stop()` (once: a second
@@ -236,20 +238,24 @@ class AlertChecker:
     def _no_success(self, session: Session, rules: list[AlertRule], now: datetime) -> list[Alert]:
         """Jobs without a finished run for longer than each rule's hours (counted from their last
         success, or their creation): once per such stretch. A rule for every job watches the
-        scheduled jobs; one for a job watches that job."""
-        if not rules:
+        scheduled jobs; one for a job watches that job. Limits are hours: looked at once a minute."""
+        if not rules or (self.no_success_at is not None and now < self.no_success_at):
             return []
+        self.no_success_at = now + NO_SUCCESS_EVERY
+        hours = {rule.id: limit_of(rule, self.settings) or 0.0 for rule in rules}
+        before = now - timedelta(hours=min(hours.values()))
         found = []
-        for job, scheduled, created, success in last_successes(session=session):
+        for job, scheduled, created, success in last_successes(session=session, before=before):
             since = success or created
             for rule in rules:
                 if rule.job != job and (rule.job is not None or not scheduled):
                     continue
-                hours = limit_of(rule, self.settings) or 0
-                if now - since <= timedelta(hours=hours) or not _since_rule(rule, now):
+                if now - since <= timedelta(hours=hours[rule.id]):
                     continue
                 last = f"last success {since:%Y-%m-%d %H:%M} UTC" if success else "no success yet"
-                message = f"Job {job} has had no successful run for over {hours:g} h ({last})."
+                message = (
+                    f"Job {job} has had no successful run for over {hours[rule.id]:g} h ({last})."
+                )
                 event = f"no_success:job:{job}:{since.isoformat()}"
                 found.append(raise_alert(rule, event, message, job, None))
         return found

@@ -328,3 +328,32 @@ def wait_until(done: Callable[[], bool], deadline_s: float = 60) -> None:
     while not done():
         assert time.monotonic() < deadline, "gave up waiting"
         time.sleep(0.05)
+
+
+def test_0009_starts_the_cursor_at_the_newest_event_and_downgrades(database_url: str) -> None:
+    from alembic import command
+
+    from db.engine import WRITE_OPTION, make_engine
+    from db.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    config = alembic_config()
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0008")
+        make = "INSERT INTO run (job, status, trigger, triggered_by, params, counters, created_at, "
+        make += '"offset", records_loaded, records_rejected, cancel_requested) VALUES '
+        make += "('demo', 'failed', 'manual', '', '{}', '{}', '2026-01-01', 0, 0, 0, false)"
+        conn.exec_driver_sql(make)
+        for _ in range(3):
+            conn.exec_driver_sql(
+                "INSERT INTO run_event (run_id, ts, kind, level, message, data) "
+                "VALUES (1, '2026-01-01', 'status', 'ERROR', 'Run failed', '{}')"
+            )
+        command.upgrade(config, "0009")
+        assert conn.exec_driver_sql("SELECT name, last_id FROM alert_cursor").all() == [
+            ("ended", 3)
+        ]
+        command.downgrade(config, "0008")
+        assert not sa.inspect(conn).has_table("alert")
+    engine.dispose()

@@ -280,25 +280,35 @@ def quiet_runs(*, session: Session, status: str, before: datetime) -> list[Activ
     return [ActiveRun(run_id, job, utc(at) or before, wid) for run_id, job, at, wid in rows]
 
 
-def last_successes(*, session: Session) -> list[tuple[str, bool, datetime, datetime | None]]:
-    """(job, scheduled, created_at, end of its newest finished run) of each enabled, unpaused job.
+def last_successes(
+    *, session: Session, before: datetime
+) -> list[tuple[str, bool, datetime, datetime | None]]:
+    """(job, scheduled, created_at, end of its newest finished run) of each enabled, unpaused job
+    made before `before` without a finished run since: none at all while every job is healthy.
 
-    The newest finished run is one backward seek on ix_run_job_ended per job.
+    Per job, one seek on ix_run_job_ended (a finished run since `before`), and for the few returned
+    one more (its newest finished run).
     """
     with driver.reader(session) as db:
-        rows = db.rows("alert_successes", _successes)
+        rows = db.rows("alert_successes", _successes, {"before": before})
         utc = driver.timestamp(db.sqlite)
-    return [(name, bool(sched), utc(made) or utcnow(), utc(ok)) for name, sched, made, ok in rows]
+    return [(name, bool(sched), utc(made) or before, utc(ok)) for name, sched, made, ok in rows]
+
+
+def _finished_of_job() -> sa.Select[Any]:
+    return sa.select(col(Run.ended_at)).where(
+        col(Run.job) == col(Job.name), col(Run.status) == RunStatus.FINISHED
+    )
 
 
 def _successes() -> sa.ClauseElement:
-    newest = (
-        sa.select(col(Run.ended_at))
-        .where(col(Run.job) == col(Job.name), col(Run.status) == RunStatus.FINISHED)
-        .order_by(col(Run.ended_at).desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    newest = _finished_of_job().order_by(col(Run.ended_at).desc()).limit(1).scalar_subquery()
+    recent = _finished_of_job().where(col(Run.ended_at) >= sa.bindparam("before")).exists()
     return sa.select(
         col(Job.name), col(Job.schedule).is_not(None), col(Job.created_at), newest
-    ).where(col(Job.enabled).is_(True), col(Job.paused).is_(False))
+    ).where(
+        col(Job.enabled).is_(True),
+        col(Job.paused).is_(False),
+        col(Job.created_at) < sa.bindparam("before"),
+        ~recent,
+    )
