@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from db.settings import get_settings
-from ui import auth, live, notices, reads, refresh
+from ui import alerts, auth, live, notices, reads, refresh
 from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Live", page_icon="⏱", layout="wide")
@@ -20,6 +20,11 @@ names = [job.name for job in jobs]
 live.forget_removed_dialog(names)
 notices.show(live.PAGE_NOTE)
 live.watch_for_toasts(jobs)
+with database_guard():
+    feed = reads.alert_feed(get_settings().database_url)
+alerts.sidebar_count(feed)
+alerts.announce(feed, sound=alerts.sound_toggle())
+alerts.notifications(feed)
 chosen = st.sidebar.selectbox("Job", ["All jobs", *names], key="home_job")
 if not jobs:
     st.info("No jobs are configured yet.")

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api.alerts import router as alerts_router
 from api.feed import router as feed_router
 from api.metrics import metrics_registry, router as metrics_router
 from api.params import BadParameter
@@ -62,6 +63,7 @@ def create_app(engine: sa.Engine | None = None, settings: Settings | None = None
     app.include_router(router)
     app.include_router(feed_router)
     app.include_router(metrics_router)
+    app.include_router(alerts_router)
     return app
 
 
@@ -71,7 +73,7 @@ def _add_cors(app: FastAPI, settings: Settings) -> None:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["*"],
             expose_headers=["Content-Disposition"],
         )

@@ -83,6 +83,26 @@ class WorkerState(StrEnum):
     STOPPED = "stopped"  # stopped cleanly (stopped_at set)
 
 
+class AlertKind(StrEnum):
+    """What an alert rule watches for (its limit: seconds for slow and stuck, hours for no_success,
+    minutes for queue_wait)."""
+
+    FAILED = "failed"  # a run failed (no limit)
+    SLOW = "slow"  # a run finished slower than the limit (s), or than its job's p90 without one
+    NO_SUCCESS = "no_success"  # no finished run of the job within the limit (hours)
+    STUCK = "stuck"  # a running run sent no heartbeat for the limit (s)
+    QUEUE_WAIT = "queue_wait"  # a pending run waited longer than the limit (minutes)
+    TEST = "test"  # `runwatch alerts test`: no rule, sent on request
+
+
+class Channel(StrEnum):
+    """Where an alert goes."""
+
+    WEBHOOK = "webhook"  # a JSON POST, signed with HMAC-SHA256
+    EMAIL = "email"  # an e-mail over SMTP
+    APP = "app"  # the app's notification list only
+
+
 class Catchup(StrEnum):
     """Which missed ticks a job runs when the workers come back."""
 

@@ -19,6 +19,8 @@ from db.enums import (  # re-exported: the tables and their readers use them fro
     LEVELS as LEVELS,
     MAX_ID as MAX_ID,
     TERMINAL_STATUSES as TERMINAL_STATUSES,
+    AlertKind as AlertKind,
+    Channel as Channel,
     EventKind as EventKind,
     Role as Role,
     RunStatus as RunStatus,
@@ -377,6 +379,66 @@ class RemoteFeed(SQLModel, table=True):
     source: str = Field(primary_key=True, sa_type=sa.Text)
     last_event_id: str | None = Field(default=None, sa_type=sa.Text)
     updated_at: datetime = _ts(nullable=False)
+
+
+class AlertRule(SQLModel, table=True):
+    """A rule: alert on `kind` for one job (or every job when `job` is NULL), through one channel."""
+
+    __tablename__ = "alert_rule"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str | None = Field(default=None, max_length=100)  # NULL: every job
+    kind: str = Field(max_length=20)
+    limit_value: float | None = None  # in the kind's unit; NULL: the kind's default
+    channel: str = Field(max_length=10)
+    target: str = Field(default="", sa_type=sa.Text)  # URL or e-mail address; empty for app
+    enabled: bool = True
+    created_at: datetime = _ts(nullable=False)
+
+
+class Alert(SQLModel, table=True):
+    """One event a rule matched, sent once: the unique dedup_key decides which worker sends it."""
+
+    __tablename__ = "alert"
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule_id: int | None = Field(default=None, index=True)  # kept when the rule is removed
+    dedup_key: str = Field(max_length=300, unique=True)  # "r<rule>:<event>", e.g. r3:failed:run:12
+    kind: str = Field(max_length=20)
+    job: str | None = Field(default=None, max_length=100)
+    run_id: int | None = None
+    channel: str = Field(max_length=10)
+    target: str = Field(default="", sa_type=sa.Text)
+    message: str = Field(default="", sa_type=sa.Text)
+    status: str = Field(default="pending", max_length=10)  # pending | sent | failed | app
+    created_at: datetime = _ts(nullable=False)
+    read_at: datetime | None = _ts(index=True)  # when someone marked it read in the app
+
+
+class AlertDelivery(SQLModel, table=True):
+    """One attempt to deliver an alert, kept whatever its outcome."""
+
+    __tablename__ = "alert_delivery"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    channel: str = Field(max_length=10)
+    target: str = Field(default="", sa_type=sa.Text)
+    attempt: int = 1
+    ok: bool = False
+    status_code: int | None = None  # HTTP status, or the SMTP reply code of a refusal
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    duration_ms: float | None = None
+    at: datetime = _ts(nullable=False, index=True)
+
+
+class AlertCursor(SQLModel, table=True):
+    """How far the alert checks have read the run events (ids commit in order), shared by workers."""
+
+    __tablename__ = "alert_cursor"
+
+    name: str = Field(primary_key=True, max_length=20)
+    last_id: int = 0
 
 
 class RunRecord(SQLModel):

@@ -82,6 +82,31 @@ class Settings(BaseSettings):
         SecretStr(""),
         description="An API token the CLI acts as (its name and role) instead of the local admin.",
     )
+    # alerts (etl/alerts.py, etl/notify.py)
+    alert_check_s: float = Field(
+        10.0, gt=0, description="Seconds between two alert checks of one worker."
+    )
+    alert_timeout_s: float = Field(
+        5.0, gt=0, description="Seconds one delivery attempt (webhook POST, SMTP session) may take."
+    )
+    alert_retries: int = Field(
+        3, ge=0, description="Further attempts after a failed delivery, with doubling waits."
+    )
+    alert_backoff_s: float = Field(
+        1.0, ge=0, description="Wait before the first retry of a delivery; doubled for each next."
+    )
+    webhook_secret: SecretStr = Field(
+        SecretStr(""), description="Key of the webhooks' HMAC-SHA256 signature (unsigned if empty)."
+    )
+    smtp_host: str = Field("", description="SMTP server of e-mail alerts (none: e-mail fails).")
+    smtp_port: int = Field(587, description="Port of the SMTP server.")
+    smtp_user: str = Field("", description="SMTP login (none: no login).")
+    smtp_password: SecretStr = Field(SecretStr(""), description="SMTP password.")
+    smtp_from: str = Field("runwatch@localhost", description="Sender address of e-mail alerts.")
+    smtp_starttls: bool = Field(True, description="Upgrade the SMTP session with STARTTLS.")
+    smtp_ca_file: str = Field(
+        "", description="PEM file of the CA(s) to trust for STARTTLS (empty: the system's)."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -8,13 +8,14 @@ when a command runs, and the account commands import `etl.accounts` (Argon2) onl
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from db.enums import MAX_ID, SORT_KEYS, Catchup, RunStatus, Trigger
+from db.enums import MAX_ID, SORT_KEYS, AlertKind, Catchup, Channel, RunStatus, Trigger
 from etl.cli_accounts import add_account_commands
 from reports import dates
 
@@ -26,13 +27,11 @@ EXIT_OK, EXIT_FAILED = 0, 1
 Command = Callable[[argparse.Namespace, "sa.Engine"], int]
 
 
-def lazy(name: str) -> Command:
-    """The command `name` of etl.cli_commands, imported only when it runs."""
+def lazy(name: str, module: str = "etl.cli_commands") -> Command:
+    """The command `name` of `module`, imported only when it runs."""
 
     def handler(args: argparse.Namespace, engine: sa.Engine) -> int:
-        from etl import cli_commands
-
-        command: Command = getattr(cli_commands, name)
+        command: Command = getattr(importlib.import_module(module), name)
         return command(args, engine)
 
     handler.__name__ = name
@@ -117,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_seed_command(commands)
     _add_audit_commands(commands)
     add_account_commands(commands)
+    add_alert_commands(commands)
     serve = commands.add_parser("serve-api", help="serve the HTTP API and SSE feed")
     serve.add_argument("--host", help="the address to listen on (default RUNWATCH_API_HOST)")
     serve.add_argument("--port", type=int, help="the port (default RUNWATCH_API_PORT)")
@@ -227,6 +227,40 @@ def _add_audit_commands(commands: Any) -> None:
     )
     export.add_argument("file", metavar="FILE", help="a CSV or JSON export")
     export.set_defaults(handler=lazy("cmd_audit_verify_export"))
+
+
+def add_alert_commands(subcommands: Any) -> None:
+    """Add `alerts` and its subcommands to the `runwatch` parser."""
+    alerts = subcommands.add_parser("alerts", help="alert rules, test alerts and deliveries")
+    actions = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a rule (admins)")
+    add.add_argument(
+        "--kind", required=True, choices=[str(k) for k in AlertKind if k != AlertKind.TEST]
+    )
+    add.add_argument("--channel", required=True, choices=[str(c) for c in Channel])
+    add.add_argument("--target", default="", help="webhook URL or e-mail address (not for app)")
+    add.add_argument("--job", default=None, help="the job it watches (default: every job)")
+    add.add_argument(
+        "--limit",
+        type=float,
+        default=None,
+        help="slow: seconds (default: the job's p90); no_success: hours (24); stuck: seconds "
+        "(half the orphan timeout); queue_wait: minutes (10)",
+    )
+    remove = actions.add_parser("remove", help="remove a rule (admins)")
+    remove.add_argument("rule_id", metavar="RULE_ID", type=int)
+    test = actions.add_parser("test", help="send a test alert now; print each attempt")
+    test.add_argument("channel", choices=[str(c) for c in Channel])
+    test.add_argument("--target", default="", help="webhook URL or e-mail address")
+    actions.add_parser("list", help="the rules")
+    for name, what in (
+        ("deliveries", "the newest delivery attempts"),
+        ("recent", "the newest alerts"),
+    ):
+        shown = actions.add_parser(name, help=what)
+        shown.add_argument("--limit", type=int, default=50)
+    for name in ("add", "list", "remove", "test", "deliveries", "recent"):
+        actions.choices[name].set_defaults(handler=lazy(f"cmd_{name}", "etl.cli_alerts"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +23,19 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from db.models import JOB_NAME_MAX, Job, Role, Run, RunStatus, Trigger, utcnow
+from db.models import (
+    JOB_NAME_MAX,
+    Alert,
+    AlertKind,
+    AlertRule,
+    Channel,
+    Job,
+    Role,
+    Run,
+    RunStatus,
+    Trigger,
+    utcnow,
+)
 from db.queries import (
     ActiveRunExists,
     AuditFilters,
@@ -37,12 +50,16 @@ from db.queries import (
     RunwatchError,
     Unauthenticated,
     active_run_id,
+    add_rule,
     append_event,
     claim_next_run,
     create_run,
     get_job,
     get_run,
+    insert_alerts,
+    mark_read,
     record_audit,
+    remove_rule,
     request_cancel,
     resume_run,
     save_job,
@@ -137,6 +154,9 @@ PERMISSIONS: dict[str, Permission] = {
     "token_create": Permission(Role.ADMIN, "Creating an API token"),
     "token_revoke": Permission(Role.ADMIN, "Revoking an API token"),
     "token_list": Permission(Role.ADMIN, "Listing the API tokens"),
+    "alert_rule": Permission(Role.ADMIN, "Adding or removing an alert rule"),
+    "alert_test": Permission(Role.ADMIN, "Sending a test alert"),
+    "alerts_read": Permission(Role.VIEWER, "Marking alerts read"),
 }
 
 
@@ -569,3 +589,81 @@ def _recorded_export(
             rows=stream.rows,
             sha256=digest.hexdigest(),
         )
+
+
+# ---------------------------------------------------------------- alerts
+
+
+def add_alert_rule(
+    engine: sa.Engine,
+    caller: Caller,
+    *,
+    kind: str,
+    channel: str,
+    target: str = "",
+    job: str | None = None,
+    limit: float | None = None,
+) -> AlertRule:
+    """Add an alert rule (of one job, or of every job without one); BadParams or NotFound."""
+    from etl.notify import check_target
+
+    require(engine, caller, "alert_rule", "alert_rule")
+    if kind not in set(AlertKind) or kind == AlertKind.TEST:
+        raise BadParams(f"Alert kind {kind!r} is unknown; use {', '.join(ALERT_KINDS)}.")
+    if limit is not None and (not math.isfinite(limit) or limit <= 0 or kind == AlertKind.FAILED):
+        raise BadParams("A limit is a positive number, and a failed rule takes none.")
+    target = check_target(channel, target)
+    with write_session(engine) as session:
+        if job is not None:
+            get_job(session=session, name=job)
+        rule = add_rule(
+            session=session,
+            rule=AlertRule(job=job, kind=kind, limit_value=limit, channel=channel, target=target),
+        )
+        details = {"kind": kind, "job": job, "limit": limit, "channel": channel, "to": target}
+        audit(session, caller, "alert_rule", f"alert_rule:{rule.id}", change="add", **details)
+    return rule
+
+
+def remove_alert_rule(engine: sa.Engine, caller: Caller, rule_id: int) -> AlertRule:
+    """Remove an alert rule (the alerts it raised stay); NotFound."""
+    require(engine, caller, "alert_rule", f"alert_rule:{rule_id}")
+    with write_session(engine) as session:
+        rule = remove_rule(session=session, rule_id=rule_id)
+        details = {"kind": rule.kind, "job": rule.job, "channel": rule.channel}
+        audit(session, caller, "alert_rule", f"alert_rule:{rule_id}", change="remove", **details)
+    return rule
+
+
+def mark_alerts_read(engine: sa.Engine, caller: Caller, up_to: int | None = None) -> int:
+    """Mark the unread alerts (up to id `up_to`) read; how many were."""
+    require(engine, caller, "alerts_read", "alerts")
+    with write_session(engine) as session:
+        count = mark_read(session=session, up_to=up_to)
+        audit(session, caller, "alerts_read", "alerts", up_to=up_to, count=count)
+    return count
+
+
+def test_alert(engine: sa.Engine, caller: Caller, channel: str, target: str = "") -> Alert:
+    """Raise a test alert through `channel` (recorded like any alert); the caller delivers it."""
+    from etl.notify import check_target
+
+    require(engine, caller, "alert_test", f"channel:{channel}")
+    target = check_target(channel, target)
+    if channel != Channel.APP and not target:
+        raise BadParams(f"A {channel} test needs a target (--target).")
+    with write_session(engine) as session:
+        alert = Alert(
+            dedup_key=f"test:{uuid.uuid4().hex}",
+            kind=AlertKind.TEST,
+            channel=channel,
+            target=target,
+            message=f"Test alert from Runwatch, sent by {caller.actor} via {caller.source}.",
+            status="app" if channel == Channel.APP else "pending",
+        )
+        [alert] = insert_alerts(session=session, alerts=[alert])
+        audit(session, caller, "alert_test", f"alert:{alert.id}", channel=channel, to=target)
+    return alert
+
+
+ALERT_KINDS = [str(kind) for kind in AlertKind if kind != AlertKind.TEST]

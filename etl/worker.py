@@ -17,6 +17,7 @@ from db.migrate import refresh_planner_statistics
 from db.models import Run, WorkerKind, utcnow
 from db.queries import claim_next_run, mark_orphans, write_session
 from db.settings import Settings, get_settings
+from etl.alerts import AlertChecker
 from etl.presence import Presence
 from etl.runner import Runner
 from etl.scheduler import Scheduler
@@ -54,6 +55,7 @@ class Worker:
             scheduler_tick=lambda: self.scheduler.last_tick,
         )
         self.runner = Runner(self.engine, self.settings, on_heartbeat=self.presence.beat_in)
+        self.alerts = AlertChecker(self.engine, self.settings, clock=clock)  # run_forever's
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
         register(self)
@@ -90,8 +92,10 @@ class Worker:
         The worker registers in the registry on its first poll, beats it (throttled to
         `heartbeat_s`) and marks it stopped once stopped. No run's error ends the loop: the runner
         fails the run with it, and whatever escapes even that (its failure could not be written)
-        is logged before the loop goes on.
+        is logged before the loop goes on. The alert checks run in a thread of their own meanwhile
+        (etl.alerts).
         """
+        self.alerts.start()  # once: a restarted worker thread finds it running
         while not self.stopping.is_set():
             try:
                 self.presence.beat()
@@ -105,6 +109,7 @@ class Worker:
             if ran is None:
                 self.wakeup.wait(self.settings.worker_poll_s)
                 self.wakeup.clear()
+        self.alerts.stop()
         self.unregister()
 
     def unregister(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from db.settings import get_settings
-from ui import auth, jobs as jobs_ui, reads
+from ui import alerts as alerts_ui, auth, jobs as jobs_ui, reads
 from ui.app import database_guard, worker_banner
 
 st.set_page_config(page_title="Runwatch — Jobs", page_icon="🗂", layout="wide")
@@ -29,3 +29,6 @@ else:
         jobs_ui.pause_controls(jobs)
     st.subheader("Parameters")
     jobs_ui.parameter_help(jobs)
+st.subheader("Alert rules")
+with database_guard():
+    alerts_ui.rules_section([job.name for job in jobs])

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from api.app import hide_query_tokens, is_loopback
-from db.models import ApiToken, AppUser, AuditEvent, Job, Role, Run, RunStatus
+from db.models import Alert, AlertRule, ApiToken, AppUser, AuditEvent, Job, Role, Run, RunStatus
 from db.queries import Forbidden, read_session, write_session
 from db.settings import Settings, get_settings
 from etl import accounts, commands
@@ -43,6 +43,7 @@ class World:
     resumable: int  # a failed run of `resumable`, to resume
     retryable: int  # a failed run of `retryable`, to retry
     tick: Any  # the next tick of job `cron` (scheduled every minute)
+    rule: int  # an alert rule, to remove
 
 
 @pytest.fixture
@@ -56,6 +57,7 @@ def world(engine: sa.Engine) -> World:
     accounts.add_user(engine, ADMIN, "dis", PASSWORD, Role.VIEWER)
     accounts.disable_user(engine, ADMIN, "dis")
     accounts.create_token(engine, ADMIN, "old", Role.VIEWER)
+    rule = commands.add_alert_rule(engine, ADMIN, kind="failed", channel="app")
     with write_session(engine) as session:
         ids = [
             make_run(session, job="demo", status=RunStatus.PENDING, ended_at=None).id,
@@ -64,7 +66,7 @@ def world(engine: sa.Engine) -> World:
         ]
         session.execute(sa.delete(AuditEvent))
     pending, resumable, retryable = (int(i or 0) for i in ids)
-    return World(pending, resumable, retryable, cron.next_run_at)
+    return World(pending, resumable, retryable, cron.next_run_at, int(rule.id or 0))
 
 
 Command = Callable[[sa.Engine, Caller, World], object]
@@ -163,6 +165,22 @@ COMMANDS: dict[str, tuple[Case, Command]] = {
         case(Role.ADMIN, "token_revoke", "token:old"),
         lambda e, c, w: accounts.revoke_token(e, c, "old"),
     ),
+    "add_alert_rule": (
+        case(Role.ADMIN, "alert_rule", "alert_rule"),
+        lambda e, c, w: commands.add_alert_rule(e, c, kind="failed", channel="app"),
+    ),
+    "remove_alert_rule": (
+        case(Role.ADMIN, "alert_rule", "alert_rule:{rule}"),
+        lambda e, c, w: commands.remove_alert_rule(e, c, w.rule),
+    ),
+    "test_alert": (
+        case(Role.ADMIN, "alert_test", "channel:app"),
+        lambda e, c, w: commands.test_alert(e, c, "app"),
+    ),
+    "mark_alerts_read": (
+        case(VIEWER, "alerts_read", "alerts"),
+        lambda e, c, w: commands.mark_alerts_read(e, c),
+    ),
 }
 
 # the CLI's commands; with RUNWATCH_TOKEN set the CLI acts as that token
@@ -196,6 +214,13 @@ CLI: dict[str, tuple[Case, str]] = {
     ),
     "token list": (case(Role.ADMIN, "token_list", "tokens"), "token list"),
     "token revoke": (case(Role.ADMIN, "token_revoke", "token:old"), "token revoke old"),
+    "alerts add": (
+        case(Role.ADMIN, "alert_rule", "alert_rule"),
+        "alerts add --kind failed --channel app",
+    ),
+    "alerts remove": (case(Role.ADMIN, "alert_rule", "alert_rule:{rule}"), "alerts remove {rule}"),
+    "alerts test": (case(Role.ADMIN, "alert_test", "channel:app"), "alerts test app"),
+    "alerts list": (case(VIEWER, "read"), "alerts list"),
     "jobs": (case(VIEWER, "read"), "jobs"),
     "runs": (case(VIEWER, "read"), "runs"),
     "audit verify": (case(VIEWER, "read"), "audit verify"),
@@ -234,6 +259,18 @@ API: dict[str, tuple[Case, str, str, dict[str, str]]] = {
         "/api/etl/jobs/paused/unpause",
         {},
     ),
+    "add_alert_rule": (
+        case(Role.ADMIN, "alert_rule", "alert_rule"),
+        "POST",
+        "/api/alerts/rules",
+        {},
+    ),
+    "remove_alert_rule": (
+        case(Role.ADMIN, "alert_rule", "alert_rule:{rule}"),
+        "DELETE",
+        "/api/alerts/rules/{rule}",
+        {},
+    ),
     "export.csv": (case(VIEWER, "export", "runs"), "GET", "/api/etl/export.csv", {}),
     "export.json": (case(VIEWER, "export", "runs"), "GET", "/api/etl/export.json", {}),
 }
@@ -244,12 +281,17 @@ READS = [
     "/api/etl/runs/{pending}",
     "/api/etl/runs/{pending}/events",
     "/api/etl/logs/realtime/stats",
+    "/api/alerts",
+    "/api/alerts/rules",
+    "/api/health/details",
+    "/metrics",
 ]
+BODIES = {"trigger": {"job": "nightly"}, "add_alert_rule": {"kind": "failed", "channel": "app"}}
 
 
 def state(engine: sa.Engine) -> list[list[tuple[Any, ...]]]:
     """Every run, job, user and token as rows (a token's last use aside): what a refusal leaves be."""
-    tables = [Run, Job, AppUser, ApiToken]
+    tables = [Run, Job, AlertRule, Alert, AppUser, ApiToken]
     with read_session(engine) as session:
         rows = [[tuple(r) for r in session.execute(sa.select(t)).all()] for t in tables]  # type: ignore[call-overload]
         tokens = sa.select(*(c for c in ApiToken.__table__.c if c.name != "last_used_at"))  # type: ignore[attr-defined]
@@ -460,7 +502,7 @@ def test_every_command_through_the_api(
             assert http.get(path.format(**vars(world))).status_code == 200, path
         for name, (what, method, path, query) in API.items():
             before = Before.take(engine)
-            body = {"job": "nightly"} if name == "trigger" else None
+            body = BODIES.get(name)
             url = path.format(**vars(world))
             answer = http.request(method, url, params=query, json=body)
             if not role.allows(what.needs):
@@ -469,7 +511,7 @@ def test_every_command_through_the_api(
                 assert f"needs the {what.needs} role" in answer.json()["detail"]
                 assert_refused_and_audited(engine, before, what, world, caller)
                 continue
-            assert answer.status_code in (200, 202), (name, answer.text)
+            assert answer.status_code in (200, 201, 202), (name, answer.text)
             assert_done(engine, before, what)
 
 
@@ -479,7 +521,7 @@ def test_every_endpoint_but_health_needs_a_token(engine: sa.Engine, auth_api: st
     asked = 0
     for path, methods in openapi["paths"].items():
         for method, spec in methods.items():
-            url = auth_api + path.format(run_id=1, job="demo")
+            url = auth_api + path.format(run_id=1, job="demo", rule_id=1)
             answer = httpx.request(method, url, timeout=30, json={"job": "demo"})
             if path == "/health":
                 assert answer.status_code == 200 and "security" not in spec

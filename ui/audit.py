@@ -13,12 +13,14 @@ import streamlit as st
 
 from db.models import AuditEvent
 from db.queries import AuditFilters, audit_actors, count_audit, list_audit, read_session
+from etl.commands import PERMISSIONS
 from reports import ledger
 from ui import links
 from ui.badges import local_time
 
-CHANGES = ("trigger", "cancel", "retry", "export", "config_change", "pause", "unpause", "login")
-ACCESS = ("forbidden", "sign_in", "sign_in_failed", "sign_out")  # refusals and sign-ins
+# every action a command records (listings record none), then refusals and sign-ins
+CHANGES = tuple(action for action in PERMISSIONS if not action.endswith("_list"))
+ACCESS = ("forbidden", "sign_in", "sign_in_failed", "sign_out")
 ACTIONS = (*CHANGES, *ACCESS)
 SHOWN = 500  # newest events in the table; the downloads hold every one that matches
 NAMES = ("actor", "action", "target", "since", "until")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import streamlit as st
 
 from db import queries
 from db.queries import (
+    AlertView,
     EventRow,
     JobLive,
+    list_alerts,
     list_events,
     live_overview,
     read_session,
+    unread_count,
 )
 from db.settings import get_settings
 from reports.health import HealthReport, health_report
@@ -63,3 +68,17 @@ def recent_run_ids(database_url: str, job: str | None, limit: int = 100) -> list
 def health(database_url: str) -> HealthReport:
     """The health snapshot behind the Health page's tick."""
     return health_report(engine(), get_settings())
+
+
+class AlertFeed(NamedTuple):
+    """The notifications area's data: how many alerts are unread and the newest ones."""
+
+    unread: int
+    alerts: list[AlertView]
+
+
+@st.cache_data(ttl=_TTL, show_spinner=False)
+def alert_feed(database_url: str, limit: int = 20) -> AlertFeed:
+    """The unread count and the newest alerts with their delivery attempts."""
+    with read_session(engine()) as session:
+        return AlertFeed(unread_count(session=session), list_alerts(session=session, limit=limit))
