@@ -48,7 +48,7 @@ from db.engine import make_engine
 from reports.export import stream_export
 engine = make_engine(sys.argv[1])
 start = time.perf_counter()
-size = sum(len(chunk) for chunk in stream_export(engine=engine, fmt=sys.argv[2], source="bench"))
+size = sum(len(chunk) for chunk in stream_export(engine=engine, fmt=sys.argv[2]))
 seconds = time.perf_counter() - start
 peak = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]
 print(json.dumps({"seconds": seconds, "bytes": size, "peak_mb": int(peak) / 1024}))
