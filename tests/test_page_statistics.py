@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
+from db.queries import write_session
+from tests.factories import make_run
 from tests.pages import run_page, texts
 from tests.test_reports_stats import (
     DAY0,
+    DAY1,
     HISTORY,
     history as history,  # noqa: F401  (the seeded-history fixture)
 )
@@ -38,12 +43,18 @@ def test_statistics_cards_match_hand_computed_values(
     assert len(at.get("vega_lite_chart")) == 4
 
 
-def test_highlights_list_failed_and_slow_runs(
+def test_highlights_list_failed_runs_and_runs_slow_per_record(
     engine: sa.Engine, no_worker: None, history: list[int]
 ) -> None:
+    with write_session(engine) as session:  # 10 records in 5 s: 0.5 s each, demo's others 0.1 s
+        started = DAY1 + timedelta(hours=7)
+        ended = started + timedelta(seconds=5)
+        small = make_run(session, job="demo", started_at=started, ended_at=ended, records_loaded=10)
     table = statistics().table[0].value
-    assert table["Run"].tolist() == [history[i - 1] for i in (9, 8, 11, 4, 3)]
-    assert table["Why"].tolist()[0] == "slower than demo's p90 (76.0 s)"
+    # run 9, the longest (100 s), loaded 1,000 records at demo's usual 0.1 s each: not slow
+    assert table["Run"].tolist() == [small.id, *(history[i - 1] for i in (8, 11, 4, 3))]
+    why = "slower than demo's p90 (300.0 ms per record; this run 500.0 ms)"
+    assert table["Why"].tolist() == [why, *["failed"] * 4]
 
 
 def test_job_choice_narrows_the_statistics(

@@ -84,6 +84,10 @@ def test_percentiles_per_job_interpolate_like_percentile_cont(engine: sa.Engine,
     assert per_job["csv_import"].p50_s == pytest.approx(60.0)
     assert per_job["csv_import"].p90_s == pytest.approx(60.0)
     assert per_job[None].count == 6 and per_job[None].p90_s == pytest.approx(80.0)
+    # every finished demo run took 0.1 s per record; csv_import's one 60 s for 1,200
+    assert per_job["demo"].p90_per_record_s == pytest.approx(0.1)
+    assert per_job["csv_import"].p90_per_record_s == pytest.approx(0.05)
+    assert per_job[None].p90_per_record_s is None  # a pace is a job's own
 
 
 def test_one_job_scope(engine: sa.Engine, history) -> None:
@@ -108,13 +112,57 @@ def test_daily_stats_group_by_utc_day(engine: sa.Engine, history) -> None:
     assert second.busy_s == pytest.approx(200.0) and second.throughput == pytest.approx(13.0)
 
 
-def test_highlights_are_failed_and_slower_than_job_p90(engine: sa.Engine, history) -> None:
+def test_highlights_are_failed_and_not_a_big_run_at_its_jobs_pace(
+    engine: sa.Engine, history
+) -> None:
     with read_session(engine) as session:
         found = highlighted_runs(session=session, scope=ALL)
-    ids = [history[i - 1] for i in (9, 8, 11, 4, 3)]
-    assert [p.run_id for p in found] == ids
-    assert found[0].reason == "slower than demo's p90 (76.0 s)"
-    assert {p.reason for p in found[1:]} == {"failed"}
+    # run 9 took longest (100 s, over demo's p90 of 76 s) but loaded 1,000 records at 0.1 s each
+    assert [p.run_id for p in found] == [history[i - 1] for i in (8, 11, 4, 3)]
+    assert {p.reason for p in found} == {"failed"}
+
+
+def _add_finished(engine: sa.Engine, job: str, at: datetime, seconds: float, records: int) -> int:
+    with write_session(engine) as session:
+        ended = at + timedelta(seconds=seconds)
+        run = make_run(session, job=job, started_at=at, ended_at=ended, records_loaded=records)
+        assert run.id is not None
+        return run.id
+
+
+def test_a_small_run_at_a_slow_pace_is_slower_than_p90(engine: sa.Engine, history) -> None:
+    small = _add_finished(engine, "demo", DAY1 + timedelta(hours=7), 5, 10)  # 0.5 s per record
+    with read_session(engine) as session:
+        per_job = duration_percentiles(session=session, scope=ALL)
+        found = highlighted_runs(session=session, scope=ALL)
+    # demo's paces 0.1 (five runs) and 0.5: p90 at rank 4.5 = 0.1 + 0.5 * 0.4
+    assert per_job["demo"].p90_per_record_s == pytest.approx(0.3)
+    slow = [p for p in found if p.reason != "failed"]
+    assert [p.run_id for p in slow] == [small]
+    assert slow[0].reason == "slower than demo's p90 (300.0 ms per record; this run 500.0 ms)"
+
+
+def test_a_run_without_records_is_slow_when_longer_than_its_jobs_p90(
+    engine: sa.Engine, history
+) -> None:
+    long = _add_finished(engine, "demo", DAY1 + timedelta(hours=7), 200, 0)
+    _add_finished(engine, "demo", DAY1 + timedelta(hours=8), 1, 0)
+    feed = [
+        _add_finished(engine, "feed", DAY1 + timedelta(hours=h), s, 0)
+        for h, s in ((7, 10), (8, 50))
+    ]
+    with read_session(engine) as session:
+        per_job = duration_percentiles(session=session, scope=ALL)
+        found = highlighted_runs(session=session, scope=ALL)
+    # demo 1, 10, 20, 30, 40, 100, 200 s: p90 at rank 5.4 = 100 + 0.4 * 100; paces stay 0.1
+    assert per_job["demo"].p90_s == pytest.approx(140.0)
+    assert per_job["demo"].p90_per_record_s == pytest.approx(0.1)
+    assert per_job["feed"].p90_s == pytest.approx(46.0) and per_job["feed"].p90_per_record_s is None
+    slow = {p.run_id: p.reason for p in found if p.reason != "failed"}
+    assert slow == {
+        feed[1]: "slower than feed's p90 (46.0 s; this run 50.0 s, no records)",
+        long: "slower than demo's p90 (140.0 s; this run 200.0 s, no records)",
+    }
 
 
 def test_duration_points_are_the_newest_oldest_first(engine: sa.Engine, history) -> None:

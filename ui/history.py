@@ -60,35 +60,42 @@ def table_rows(runs: Sequence[RunRow]) -> list[dict[str, Any]]:
                 "Run": run.id,
                 "Job": run.job,
                 "Status": status_label(run.status),
-                "Trigger": run.trigger,
+                "Error": run.error_message or "",
                 "Created": local_time(run.created_at),
                 "Duration": format_duration(run.duration),
                 "Records": run.records_loaded,
                 "Rejected": run.records_rejected,
-                "Error": run.error_message or "",
+                "Trigger": run.trigger,
             }
         )
     return rows
 
 
-# Narrow columns for short values leave the Error column the room to show its message.
+# The error comes right after the status, in a column that fits beside Run, Job and Status in the
+# main column of a 1024-wide window (tests/e2e/test_screens.py checks it at 1440 and 1024), and
+# wraps onto WRAPPED_ROW_HEIGHT's three lines; the columns after it scroll sideways.
 HISTORY_COLUMNS = {
     "Run": st.column_config.NumberColumn(width=60, format="%d"),
-    "Job": st.column_config.TextColumn(width=130),
+    "Job": st.column_config.TextColumn(width=125),
     "Status": st.column_config.TextColumn(width=80),
-    "Trigger": st.column_config.TextColumn(width=75),
+    "Error": st.column_config.TextColumn(width=260, help="The whole message is in Run details"),
     "Created": st.column_config.TextColumn(width=150),
     "Duration": st.column_config.TextColumn(width=75),
     "Records": st.column_config.NumberColumn(width=80, format="localized"),
     "Rejected": st.column_config.NumberColumn(width=75, format="localized"),
-    "Error": st.column_config.TextColumn(width="large", help="The whole message is in Run details"),
+    "Trigger": st.column_config.TextColumn(width=75),
 }
+# Streamlit wraps cell text only in rows taller than 4rem (64 px): three lines of text.
+WRAPPED_ROW_HEIGHT = 72
+VISIBLE_ROWS = 6  # wrapped rows the grid shows before it scrolls
 
 
 def runs_table(runs: Sequence[RunRow]) -> int | None:
     """Draw the page of runs; return the id of the row the user selected, if any."""
     # A key per set of rows: a selection made on other rows must not pick a run of these.
     shown = hashlib.sha1(",".join(str(run.id) for run in runs).encode()).hexdigest()[:10]
+    # Rows grow to wrap error messages only on pages that hold one.
+    wrapped = any(run.error_message for run in runs)
     event: Any = st.dataframe(
         table_rows(runs),
         hide_index=True,
@@ -96,10 +103,17 @@ def runs_table(runs: Sequence[RunRow]) -> int | None:
         on_select="rerun",
         selection_mode="single-row",
         width="stretch",
+        height=_height(len(runs)) if wrapped else "auto",
+        row_height=WRAPPED_ROW_HEIGHT if wrapped else None,
         column_config=HISTORY_COLUMNS,
     )
     rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
     return runs[rows[0]].id if rows and rows[0] < len(runs) else None
+
+
+def _height(rows: int) -> int:
+    """Pixels for the header and up to VISIBLE_ROWS wrapped rows (and the grid's border)."""
+    return 38 + min(rows, VISIBLE_ROWS) * WRAPPED_ROW_HEIGHT
 
 
 def empty_state(*, filtered: bool) -> None:

@@ -38,6 +38,9 @@ class Percentiles:
     count: int
     p50_s: float | None
     p90_s: float | None
+    # p90 of seconds per record of the finished runs that loaded records; per job only (None
+    # for the total: jobs' records differ too much for one pace to mean anything)
+    p90_per_record_s: float | None = None
 
 
 NO_DURATIONS = Percentiles(0, None, None)
@@ -92,8 +95,14 @@ def _finished_in(scope: StatsScope) -> sa.ColumnElement[bool]:
     )
 
 
+def _per_record() -> sa.ColumnElement[Any]:
+    """A run's seconds per record; NULL when it loaded none (percentiles skip it)."""
+    return col(Run.duration_s) / sa.func.nullif(col(Run.records_loaded), 0)
+
+
 def duration_percentiles(*, session: Session, scope: StatsScope) -> dict[str | None, Percentiles]:
-    """p50/p90 of finished runs' durations: overall (key None) and per job, in one pass."""
+    """p50/p90 of finished runs' durations, overall (key None) and per job, and each job's p90
+    of seconds per record, in one pass."""
     if _dialect(session) == "postgresql":
         return _percentiles_postgres(session, scope)
     return _percentiles_sqlite(session, scope)
@@ -109,36 +118,53 @@ def _percentiles_postgres(session: Session, scope: StatsScope) -> dict[str | Non
                 sa.func.count(),
                 sa.func.percentile_cont(0.5).within_group(duration),
                 sa.func.percentile_cont(0.9).within_group(duration),
+                sa.func.percentile_cont(0.9).within_group(_per_record()),
             )
             .where(_finished_in(scope))
             .group_by(sa.func.rollup(col(Run.job)))  # one row per job plus the total (grouping 1)
         )
 
+    rows = read_scope(session, "stats_percentiles", scope, query)
     return {
-        None if total else job: Percentiles(int(n), _float(p50), _float(p90))
-        for job, total, n, p50, p90 in read_scope(session, "stats_percentiles", scope, query)
+        None if total else job: Percentiles(
+            int(n), _float(p50), _float(p90), None if total else _float(paced)
+        )
+        for job, total, n, p50, p90, paced in rows
     }
 
 
 def _percentiles_sqlite(session: Session, scope: StatsScope) -> dict[str | None, Percentiles]:
-    """SQLite has no percentile function. The query returns only the (job, duration) column pair
-    of the scope's finished runs, read from a covering index; sorting and interpolating them here,
-    exactly as percentile_cont does, measured 10-20 times faster than SQLite's window functions."""
+    """SQLite has no percentile function. The query returns only the job, duration and seconds
+    per record of the scope's finished runs, read from a covering index; sorting and interpolating
+    them here, exactly as percentile_cont does, measured 10-20 times faster than SQLite's window
+    functions."""
 
     def query() -> sa.ClauseElement:
-        return sa.select(col(Run.job), col(Run.duration_s)).where(_finished_in(scope))
+        return sa.select(col(Run.job), col(Run.duration_s), _per_record()).where(
+            _finished_in(scope)
+        )
 
     by_job: dict[str, list[float]] = defaultdict(list)
-    for job, seconds in read_scope(session, "stats_durations", scope, query):
+    paces: dict[str, list[float]] = defaultdict(list)
+    for job, seconds, pace in read_scope(session, "stats_durations", scope, query):
         by_job[job].append(seconds)
-    ordered: dict[str | None, list[float]] = {job: sorted(v) for job, v in by_job.items()}
+        if pace is not None:
+            paces[job].append(pace)
+    for values in chain(by_job.values(), paces.values()):
+        values.sort()
+    found = {job: _percentiles(values, paces.get(job)) for job, values in by_job.items()}
     # The jobs' sorted lists, joined, are a few sorted runs that sorted() merges in one pass.
-    ordered[None] = sorted(chain.from_iterable(ordered.values()))
-    return {job: _percentiles(values) for job, values in ordered.items() if values}
+    every = sorted(chain.from_iterable(by_job.values()))
+    return found | ({None: _percentiles(every, None)} if every else {})
 
 
-def _percentiles(ordered: list[float]) -> Percentiles:
-    return Percentiles(len(ordered), percentile_cont(ordered, 0.5), percentile_cont(ordered, 0.9))
+def _percentiles(ordered: list[float], paces: list[float] | None) -> Percentiles:
+    return Percentiles(
+        len(ordered),
+        percentile_cont(ordered, 0.5),
+        percentile_cont(ordered, 0.9),
+        percentile_cont(paces, 0.9) if paces else None,
+    )
 
 
 def percentile_cont(ordered: Sequence[float], p: float) -> float:
@@ -247,33 +273,60 @@ def highlighted_runs(
     percentiles: dict[str | None, Percentiles] | None = None,
     limit: int = 100,
 ) -> list[RunPoint]:
-    """The scope's failed runs and finished runs slower than their job's p90, newest first."""
+    """The scope's failed runs and its slow finished runs, newest first. A run that loaded records
+    is slow when its seconds per record exceed its job's p90 of seconds per record (a big run is
+    not slow for being big); one that loaded none, when its duration exceeds the job's p90."""
     if percentiles is None:
         percentiles = duration_percentiles(session=session, scope=scope)
-    p90s = {job: p.p90_s for job, p in percentiles.items() if job and p.p90_s is not None}
-    dialect = _dialect(session)
+    limits = {job: p for job, p in percentiles.items() if job and p.p90_s is not None}
     values: dict[str, Any] = {"stats_limit": limit}
-    for i, (job, p90) in enumerate(p90s.items()):
-        values |= {f"stats_job_{i}": job, f"stats_p90_{i}": p90}
+    for i, (job, p) in enumerate(limits.items()):
+        values |= {f"stats_job_{i}": job, f"stats_p90_{i}": p.p90_s}
+        if p.p90_per_record_s is not None:
+            values[f"stats_pace_{i}"] = p.p90_per_record_s
 
     def query() -> sa.ClauseElement:
-        finished = col(Run.status) == RunStatus.FINISHED
-        slow = [
-            sa.and_(
-                col(Run.job) == sa.bindparam(f"stats_job_{i}", job),
-                finished,
-                col(Run.duration_s) > sa.bindparam(f"stats_p90_{i}", p90),
-            )
-            for i, (job, p90) in enumerate(p90s.items())
-        ]
+        slow = [_slower(i, job, p) for i, (job, p) in enumerate(limits.items())]
         failed = col(Run.status) == RunStatus.FAILED
         return _newest([filter_clause(scope.filters()), sa.or_(failed, *slow)])
 
     rows = read_scope(session, "stats_highlights", scope, query, values)
-    reasons = {
-        row[0]: "failed"
-        if row[2] == RunStatus.FAILED
-        else f"slower than {row[1]}'s p90 ({p90s[row[1]]:.1f} s)"
-        for row in rows
-    }
-    return _points(rows, reasons, dialect)
+    reasons = {row[0]: _reason(row, limits) for row in rows}
+    return _points(rows, reasons, _dialect(session))
+
+
+def _slower(i: int, job: str, p: Percentiles) -> sa.ColumnElement[bool]:
+    """Job i's finished runs slower than its p90: per record, or in all for those without records."""
+    duration = col(Run.duration_s)
+    slower = [
+        sa.and_(col(Run.records_loaded) == 0, duration > sa.bindparam(f"stats_p90_{i}", p.p90_s))
+    ]
+    if p.p90_per_record_s is not None:
+        slower.append(_per_record() > sa.bindparam(f"stats_pace_{i}", p.p90_per_record_s))
+    return sa.and_(
+        col(Run.job) == sa.bindparam(f"stats_job_{i}", job),
+        col(Run.status) == RunStatus.FINISHED,
+        sa.or_(*slower),
+    )
+
+
+def _reason(row: Sequence[Any], limits: dict[str, Percentiles]) -> str:
+    """Why a highlighted row (of _POINT_COLUMNS and the duration) is there."""
+    _, job, status, _, records, seconds = row
+    if status == RunStatus.FAILED:
+        return "failed"
+    p = limits[job]
+    if records and p.p90_per_record_s is not None:
+        pace = _short(p.p90_per_record_s)
+        return f"slower than {job}'s p90 ({pace} per record; this run {_short(seconds / records)})"
+    return f"slower than {job}'s p90 ({_short(p.p90_s)}; this run {_short(seconds)}, no records)"
+
+
+def _short(seconds: float | None) -> str:
+    """Seconds in the unit that reads best: `76.0 s`, `2.4 ms`, `310.5 µs`."""
+    value = seconds or 0.0
+    if value >= 1:
+        return f"{value:.1f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.1f} ms"
+    return f"{value * 1e6:.1f} µs"
