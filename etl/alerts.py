@@ -22,6 +22,7 @@ from sqlmodel import Session
 from db.models import Alert, AlertKind, AlertRule, Channel, RunStatus, utcnow
 from db.queries import (
     EndedRun,
+    Percentiles,
     StatsScope,
     advance_cursor,
     duration_percentiles,
@@ -34,6 +35,7 @@ from db.queries import (
     read_session,
     write_session,
 )
+from db.queries.stats import short_seconds
 from db.settings import Settings, get_settings
 from etl.notify import Dispatcher
 from reports.durations import format_duration
@@ -180,23 +182,27 @@ class AlertChecker:
     def _slow(
         self, session: Session, rules: list[AlertRule], ended: list[EndedRun], now: datetime
     ) -> list[Alert]:
+        """Finished runs over a rule's limit (seconds), or without one slower than their job's p90:
+        per record when the run loaded records (a big run is not slow for being big, as on the
+        Statistics page), else by its duration."""
         finished = [r for r in ended if r.status == RunStatus.FINISHED and r.duration_s is not None]
-        p90s: dict[str, tuple[float | None, int]] = {}
+        p90s: dict[str, Percentiles | None] = {}
         found = []
         for run in finished:
+            assert run.duration_s is not None
             for rule in rules:
                 if not applies(rule, run.job) or not _since_rule(rule, run.ended_at):
                     continue
-                limit, why = rule.limit_value, f"the limit of {format_duration(rule.limit_value)}"
-                if limit is None:
+                if rule.limit_value is not None:
+                    slow = run.duration_s > rule.limit_value
+                    why = f"took {format_duration(run.duration_s)}, slower than the limit of "
+                    why += format_duration(rule.limit_value)
+                else:
                     if run.job not in p90s:
                         p90s[run.job] = _p90(session, run.job, now)
-                    limit, count = p90s[run.job]
-                    why = f"its job's p90 of {format_duration(limit)} ({count} runs in 30 days)"
-                assert run.duration_s is not None
-                if limit is not None and run.duration_s > limit:
-                    took = format_duration(run.duration_s)
-                    message = f"Run #{run.run_id} of {run.job} took {took}, slower than {why}."
+                    slow, why = _slower_than_p90(run, p90s[run.job])
+                if slow:
+                    message = f"Run #{run.run_id} of {run.job} {why}."
                     found.append(
                         raise_alert(rule, f"slow:run:{run.run_id}", message, run.job, run.run_id)
                     )
@@ -281,10 +287,28 @@ def _since_rule(rule: AlertRule, moment: datetime | None) -> bool:
     return moment is None or moment >= rule.created_at
 
 
-def _p90(session: Session, job: str, now: datetime) -> tuple[float | None, int]:
-    """The job's p90 duration of finished runs over the last 30 days, and how many runs it is of."""
+def _p90(session: Session, job: str, now: datetime) -> Percentiles | None:
+    """The job's percentiles of finished runs over the last 30 days; None with too few runs."""
     scope = StatsScope(since=now - P90_WINDOW, until=now + timedelta(seconds=1), job=job)
     found = duration_percentiles(session=session, scope=scope).get(job)
-    if found is None or found.count < P90_MIN_RUNS:
-        return None, found.count if found else 0
-    return found.p90_s, found.count
+    return found if found is not None and found.count >= P90_MIN_RUNS else None
+
+
+def _slower_than_p90(run: EndedRun, p90: Percentiles | None) -> tuple[bool, str]:
+    """Whether `run` was slower than its job's p90 (per record when both have one), and why."""
+    assert run.duration_s is not None
+    if p90 is None:
+        return False, ""
+    runs = f"{p90.count} runs in 30 days"
+    if run.records_loaded > 0 and p90.p90_per_record_s is not None:
+        pace = run.duration_s / run.records_loaded
+        return pace > p90.p90_per_record_s, (
+            f"took {short_seconds(pace)} per record, slower than its job's p90 of "
+            f"{short_seconds(p90.p90_per_record_s)} ({runs})"
+        )
+    if p90.p90_s is None:
+        return False, ""
+    return run.duration_s > p90.p90_s, (
+        f"took {format_duration(run.duration_s)}, slower than its job's p90 of "
+        f"{format_duration(p90.p90_s)} ({runs})"
+    )

@@ -214,6 +214,28 @@ def test_an_untrusted_certificate_or_a_wrong_password_is_a_stored_failure(
 # ---------------------------------------------------------------- the other kinds, each once
 
 
+def test_a_big_run_at_the_usual_pace_is_not_slow_a_small_slow_one_is(
+    engine: sa.Engine, fast: Settings
+) -> None:
+    now = utcnow()
+    with write_session(engine) as session:  # the job's history: six runs at 30 ms a record
+        for days in range(1, 7):
+            make_run(session, started_at=now - timedelta(days=days))
+    commands.add_alert_rule(engine, ADMIN, kind="slow", channel="app")
+    with write_session(engine) as session:
+        end = utcnow()  # both ended after the rule was made
+        big = make_run(
+            session, started_at=end - timedelta(seconds=300), ended_at=end, records_loaded=10_000
+        )
+        small = make_run(session, started_at=end - timedelta(seconds=5), ended_at=end)
+        small.records_loaded = 100  # 50 ms a record
+        for run in (big, small):
+            run_state_event(session=session, run=run, kind=EventKind.STATUS, message="Run finished")
+    found = check(engine, fast, lambda: now + timedelta(minutes=1))
+    assert [(a.kind, a.run_id) for a in found] == [("slow", small.id)]
+    assert "took 50.0 ms per record" in found[0].message
+
+
 def test_slow_stuck_waiting_and_no_success_each_alert_once(
     engine: sa.Engine, fast: Settings
 ) -> None:
@@ -245,11 +267,18 @@ def test_slow_stuck_waiting_and_no_success_each_alert_once(
     assert sorted((a.kind, a.job, a.run_id) for a in first) == [
         ("no_success", "nightly", None),
         ("queue_wait", "csv_import", waiting.id),
-        ("slow", "demo", slow.id),  # 90 s: slower than the p90 (54 s, itself counted), not 100 s
+        (
+            "slow",
+            "demo",
+            slow.id,
+        ),  # 90 ms a record: over the p90 (54 ms, itself counted); 90 s < 100 s
         ("stuck", "demo", stuck.id),
     ]
     messages = {a.kind: a.message for a in first}
-    assert "slower than its job's p90 of 54s (7 runs in 30 days)" in messages["slow"]
+    assert (
+        "took 90.0 ms per record, slower than its job's p90 of 54.0 ms (7 runs in 30 days)"
+        in (messages["slow"])
+    )
     assert "has waited" in messages["queue_wait"] and "no heartbeat" in messages["stuck"]
     assert (
         messages["no_success"]

@@ -190,6 +190,7 @@ class EndedRun(NamedTuple):
     ended_at: datetime | None
     duration_s: float | None
     error: str  # "type: message" of a failed run
+    records_loaded: int = 0
 
 
 def ended_runs(*, session: Session) -> tuple[list[EndedRun], int, int]:
@@ -208,8 +209,10 @@ def ended_runs(*, session: Session) -> tuple[list[EndedRun], int, int]:
     if len(rows) == CANDIDATES_MAX:
         upto = rows[-1][0]  # the rest at the next check
     runs = {
-        run_id: EndedRun(run_id, job, status, utc(ended), duration, f"{etype}: {message}")
-        for _, run_id, job, status, ended, duration, etype, message in rows
+        run_id: EndedRun(
+            run_id, job, status, utc(ended), duration, f"{etype}: {message}", records or 0
+        )
+        for _, run_id, job, status, ended, duration, etype, message, records in rows
     }
     return list(runs.values()), after, upto
 
@@ -230,6 +233,7 @@ def _ended() -> sa.ClauseElement:
             col(Run.duration_s),
             col(Run.error_type),
             col(Run.error_message),
+            col(Run.records_loaded),
         )
         .join(Run, col(Run.id) == col(RunEvent.run_id))
         .where(

@@ -317,12 +317,12 @@ def _reason(row: Sequence[Any], limits: dict[str, Percentiles]) -> str:
         return "failed"
     p = limits[job]
     if records and p.p90_per_record_s is not None:
-        pace = _short(p.p90_per_record_s)
-        return f"slower than {job}'s p90 ({pace} per record; this run {_short(seconds / records)})"
-    return f"slower than {job}'s p90 ({_short(p.p90_s)}; this run {_short(seconds)}, no records)"
+        pace = short_seconds(p.p90_per_record_s)
+        return f"slower than {job}'s p90 ({pace} per record; this run {short_seconds(seconds / records)})"
+    return f"slower than {job}'s p90 ({short_seconds(p.p90_s)}; this run {short_seconds(seconds)}, no records)"
 
 
-def _short(seconds: float | None) -> str:
+def short_seconds(seconds: float | None) -> str:
     """Seconds in the unit that reads best: `76.0 s`, `2.4 ms`, `310.5 µs`."""
     value = seconds or 0.0
     if value >= 1:
