@@ -196,24 +196,26 @@ def filter_bar(jobs: Sequence[str]) -> None:
     """The filter and sort widgets; changing any of them goes back to page 1."""
     for warning in st.session_state.pop("history_warnings", []):
         st.warning(warning, icon=":material/warning:")
-    top = st.columns([2, 2, 2, 1.4, 1.4])
-    top[0].multiselect("Status", STATUSES, key="history_status", on_change=first_page)
-    top[1].multiselect("Job", list(jobs), key="history_job", on_change=first_page)
-    top[2].multiselect("Trigger", TRIGGERS, key="history_trigger", on_change=first_page)
-    top[3].date_input("From (UTC)", value=None, key="history_from", on_change=first_page)
-    top[4].date_input("To (UTC)", value=None, key="history_to", on_change=first_page)
-    low = st.columns([4, 2, 2])
-    low[0].text_input(
-        "Error message contains", key="history_q", on_change=first_page, placeholder="e.g. timeout"
-    )
-    low[1].selectbox(
+    # three rows, so that at 1024 px a chosen status, a date and the order are read in full
+    which = st.columns(3)
+    which[0].multiselect("Status", STATUSES, key="history_status", on_change=first_page)
+    which[1].multiselect("Job", list(jobs), key="history_job", on_change=first_page)
+    which[2].multiselect("Trigger", TRIGGERS, key="history_trigger", on_change=first_page)
+    when = st.columns(3)
+    when[0].date_input("From (UTC)", value=None, key="history_from", on_change=first_page)
+    when[1].date_input("To (UTC)", value=None, key="history_to", on_change=first_page)
+    when[2].selectbox(
         "Sort by",
         SORT_KEYS,
         key="history_sort",
         format_func=SORT_LABELS.__getitem__,
         on_change=first_page,
     )
-    low[2].selectbox(
+    what = st.columns([3, 2])
+    what[0].text_input(
+        "Error message contains", key="history_q", on_change=first_page, placeholder="e.g. timeout"
+    )
+    what[1].selectbox(
         "Order",
         list(ORDER_LABELS),
         key="history_dir",
