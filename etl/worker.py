@@ -201,7 +201,10 @@ class BackgroundWorker:
 
     def _stop_at_exit(self) -> None:
         """Mark the registry row stopped as the process exits, waiting `EXIT_GRACE_S` at most:
-        a database that does not answer must not hold the exit up."""
+        a database that does not answer must not hold the exit up. A worker whose loop has ended
+        (stopped through `etl.wakeup.stop_local_workers`, say) marked its row then."""
+        if not self.thread.is_alive():
+            return
         marking = threading.Thread(target=self.worker.unregister, daemon=True)
         marking.start()
         marking.join(EXIT_GRACE_S)
