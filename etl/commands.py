@@ -165,12 +165,21 @@ def may(caller: Caller, action: str) -> bool:
     return caller.role.allows(PERMISSIONS[action].needs)
 
 
+def refused(caller: Caller, action: str) -> Forbidden | None:
+    """Why `caller` may not take `action` (the refusal a front end shows), or None when it may."""
+    if may(caller, action):
+        return None
+    permission = PERMISSIONS[action]
+    return Forbidden(permission.doing, permission.needs, caller.role)
+
+
 def require(engine: sa.Engine, caller: Caller, action: str, target: str) -> None:
     """Forbidden unless `caller` may take `action`; a refusal is audited (`forbidden`), nothing else.
 
     Every command calls it before it reads or writes anything else.
     """
-    if may(caller, action):
+    denied = refused(caller, action)
+    if denied is None:
         return
     permission = PERMISSIONS[action]
     with write_session(engine) as session:
@@ -183,7 +192,7 @@ def require(engine: sa.Engine, caller: Caller, action: str, target: str) -> None
             role=str(caller.role),
             needs=str(permission.needs),
         )
-    raise Forbidden(permission.doing, permission.needs, caller.role)
+    raise denied
 
 
 # ---------------------------------------------------------------- checks

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from db.models import RunStatus
-from db.queries import AuditFilters, Forbidden, RunFilters, RunSort, RunwatchError
+from db.queries import AuditFilters, RunFilters, RunSort, RunwatchError
 from etl import commands
 from etl.commands import Caller
 from reports.export import Format
@@ -48,11 +48,8 @@ class Gate(NamedTuple):
 def gate(action: str, help: str | None = None) -> Gate:
     """Grey out the button of `action` (a key of etl.commands.PERMISSIONS) unless the caller may,
     saying why as the command layer would; the command layer still checks when it is clicked."""
-    who = auth.current()
-    if commands.may(who, action):
-        return Gate(False, help)
-    permission = commands.PERMISSIONS[action]
-    return Gate(True, str(Forbidden(permission.doing, permission.needs, who.role)))
+    denied = commands.refused(auth.current(), action)
+    return Gate(False, help) if denied is None else Gate(True, str(denied))
 
 
 def parse_params(text: str) -> dict[str, Any]:
