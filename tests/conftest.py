@@ -76,6 +76,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("database_url", only or BACKENDS, indirect=True)
 
 
+def configure(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> Settings:
+    """Set these RUNWATCH_* settings (names without the prefix) in the environment; the settings now."""
+    for key, value in values.items():
+        monkeypatch.setenv(f"RUNWATCH_{key}", value)
+    get_settings.cache_clear()
+    return get_settings()
+
+
 @pytest.fixture
 def settings(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Settings pointing at the test database, with fast heartbeats; also set in the environment."""
@@ -88,10 +96,7 @@ def settings(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Set
         "WORKER_LOST_AFTER_S": "2",
         "CACHE_TTL_S": "0",
     }
-    for key, value in values.items():
-        monkeypatch.setenv(f"RUNWATCH_{key}", value)
-    get_settings.cache_clear()
-    yield get_settings()
+    yield configure(monkeypatch, values)
     get_settings.cache_clear()
     dispose_engines()
 

@@ -14,6 +14,7 @@ from db.settings import Settings, get_settings
 from etl import commands
 from etl.cli import main
 from tests.alerting import closed_port_url, webhook_receiver
+from tests.conftest import configure
 from tests.test_etl_alerts import ADMIN, FAILING, alerts, deliveries, verified, wait_until
 from tests.test_etl_cli import cli_process
 
@@ -30,9 +31,7 @@ def quick_alerts(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterato
         "ALERT_TIMEOUT_S": "2",
         "WEBHOOK_SECRET": "hook-secret",
     }
-    for key, value in values.items():
-        monkeypatch.setenv(f"RUNWATCH_{key}", value)
-    get_settings.cache_clear()
+    configure(monkeypatch, values)
     yield
     get_settings.cache_clear()
 

@@ -40,6 +40,7 @@ from db.settings import Settings, get_settings
 from etl.runner import Runner
 from etl.worker import Worker
 from tests.apiserver import free_port
+from tests.conftest import configure
 from tests.pgcluster import PgCluster
 from tests.test_etl_cli import cli_process, subject_loads
 
@@ -248,10 +249,7 @@ def cluster_settings(pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch) -> 
     url = pg_cluster.create_database(f"runwatch_{uuid.uuid4().hex[:8]}")
     values = {"DATABASE_URL": url, "HEARTBEAT_S": "0.2", "ORPHAN_TIMEOUT_S": "2"}
     values |= {"PROGRESS_INTERVAL_S": "0.05", "WORKER_POLL_S": "0.1"}
-    for key, value in values.items():
-        monkeypatch.setenv(f"RUNWATCH_{key}", value)
-    get_settings.cache_clear()
-    yield get_settings()
+    yield configure(monkeypatch, values)
     get_settings.cache_clear()
 
 
