@@ -13,6 +13,7 @@ empty one), so each line is joined by `binary_join_element_wise` and the lines' 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeAlias
@@ -74,7 +75,7 @@ def integers(values: pa.Array) -> Cells:
 
 def iso_times(times: pa.Array) -> Cells:
     """UTC timestamps (timestamp[us]) as datetime.isoformat(timespec="microseconds") writes them."""
-    text = pc.utf8_replace_slice(pc.cast(times, pa.string()), 10, 11, "T")  # 'YYYY-MM-DD hh…'
+    text = pc.replace_substring(pc.cast(times, pa.string()), " ", "T", max_replacements=1)
     return join([text, "+00:00"])
 
 
@@ -95,10 +96,23 @@ def _duration_text(micros: int) -> str:
     return repr(round(timedelta(microseconds=micros).total_seconds(), 3))
 
 
-def csv_text(values: pa.Array, neutralised: bool = True) -> Cells:
+def per_value(fmt: Callable[[pa.Array], Cells]) -> Callable[[pa.Array], Cells]:
+    """`fmt`, applied once per distinct value where a column repeats its values (statuses, job
+    names, error types): the distinct values are formatted and then taken for every row."""
+
+    def apply(values: pa.Array) -> Cells:
+        encoded = pc.dictionary_encode(values)
+        if len(encoded.dictionary) * 2 > len(values):
+            return fmt(values)
+        return pc.take(fmt(encoded.dictionary), encoded.indices)
+
+    return apply
+
+
+@per_value
+def csv_text(values: pa.Array) -> Cells:
     """Text cells as the CSV writes them: formulas neutralised, quoted where csv would quote."""
-    if neutralised:
-        values = _where(values, pc.match_substring_regex(values, _FORMULA), _apostrophe)
+    values = _where(values, pc.match_substring_regex(values, _FORMULA), _apostrophe)
     return _where(values, pc.match_substring_regex(values, _CSV_QUOTED), _csv_quoted)
 
 
@@ -110,6 +124,7 @@ def _csv_quoted(values: pa.Array) -> Cells:
     return join(['"', pc.replace_substring(values, '"', '""'), '"'])
 
 
+@per_value
 def json_text(values: pa.Array) -> Cells:
     """Text cells as json.dumps writes them ('null' for None)."""
     text = pc.fill_null(join(['"', values, '"']), "null")
@@ -127,42 +142,80 @@ def json_counters(stored: pa.Array) -> Cells:
     return _rewritten(stored, None, _dumped_python)
 
 
-Rewrite = Callable[[list[str]], Callable[[pa.Array], Cells]]  # key order -> its rewrite
+# key order -> the cell of each row, from the struct of its values (v0, v1, … in that order)
+Rewrite = Callable[[list[str]], Callable[[pa.Array], Cells]]
+MAX_KEY_ORDERS = 32  # key orders a batch's counters are matched against; rows beyond go to Python
 
 
 def _rewritten(stored: pa.Array, rewrite: Rewrite | None, python: Callable[[Any], str]) -> Cells:
     """Counters text through `rewrite` (None: as stored) where they are a flat object of integers
-    with distinct keys, grouped by their key order; the others through `python`."""
-    flat = pc.fill_null(pc.match_substring_regex(stored, _FLAT), False)
-    keys = pc.replace_substring_regex(stored, f": {_INT}", "")  # '{"b", "a"}': the key order
-    order = pc.dictionary_encode(pc.if_else(flat, keys, None))
-    result, odd = stored, pc.invert(flat)
-    for code, signature in enumerate(order.dictionary.to_pylist()):
-        names = json.loads("[" + signature[1:-1] + "]")
-        here = pc.fill_null(pc.equal(order.indices, code), False)
-        if len(set(names)) < len(names):
-            odd = pc.or_(odd, here)
-        elif rewrite is not None:
-            result = _where(result, here, rewrite(names))
-    return _where(result, odd, _python(python), stored)
+    with distinct keys, one key order at a time; the others through `python`.
+
+    Each round takes the first row not yet rendered: if it is flat, a pattern of its key order
+    extracts the values of every row with that order (one regular expression, in C) and renders
+    them; if not, that row goes to `python`. A batch rarely holds more than a few key orders.
+    """
+    result, pending = stored, pc.is_valid(stored)
+    odd = pc.is_null(stored)
+    for _ in range(MAX_KEY_ORDERS):
+        rows = pc.indices_nonzero(pending)
+        if len(rows) == 0:
+            break
+        first = rows[0].as_py()
+        names = _flat_keys(stored[first].as_py())
+        if names is None:
+            odd = pc.replace_with_mask(odd, _one(len(stored), first), pa.array([True]))
+            pending = pc.replace_with_mask(pending, _one(len(stored), first), pa.array([False]))
+            continue
+        candidates = stored.filter(pending)
+        if names:
+            values = pc.extract_regex(candidates, _key_order_pattern(names))
+            hits = pc.is_valid(values)
+        else:  # '{}': nothing to extract
+            values, hits = pa.nulls(0, pa.struct([])), pc.equal(candidates, "{}")
+        matched = pc.replace_with_mask(pending, pending, hits)
+        if rewrite is not None:
+            cells = rewrite(names)(values.filter(hits) if names else pc.filter(candidates, hits))
+            result = pc.replace_with_mask(result, matched, cells)
+        pending = pc.and_(pending, pc.invert(matched))
+    return _where(result, pc.or_(odd, pending), _python(python), stored)
+
+
+def _one(size: int, row: int) -> pa.Array:
+    """A mask of `size` rows with only `row` set."""
+    return pc.equal(pa.array(range(size), pa.int32()), row) if size else pa.array([], pa.bool_())
+
+
+def _flat_keys(text: str) -> list[str] | None:
+    """The keys of `text`, in order, if it is json.dumps' text of a flat object of integers with
+    distinct keys the patterns can name; otherwise None."""
+    if not re.fullmatch(_FLAT, text):
+        return None
+    names = [name for name, _ in json.loads(text, object_pairs_hook=list)]
+    return names if len(set(names)) == len(names) else None
+
+
+def _key_order_pattern(names: list[str]) -> str:
+    """A pattern matching exactly the flat counters with keys `names` in this order, each value
+    captured as v0, v1, …"""
+    pairs = ", ".join(f'"{_literal(name)}": (?P<v{i}>{_INT})' for i, name in enumerate(names))
+    return f"^\\{{{pairs}\\}}$"
+
+
+def _literal(text: str) -> str:
+    """`text` as a pattern that matches only itself."""
+    return "".join(c if c.isalnum() or c == "_" else f"\\x{ord(c):02x}" for c in text)
 
 
 def _sorted_compact(names: list[str]) -> Callable[[pa.Array], Cells]:
-    """The rewrite of flat counters with keys `names`, in that order, to their CSV cell: sorted,
-    compact and quoted. Each value is cut out of its ', '-separated pair by position."""
+    """The cells of flat counters with keys `names` (in that order): sorted, compact, quoted."""
 
-    def rewrite(stored: pa.Array) -> Cells:
+    def rewrite(values: pa.Array) -> Cells:
         if not names:
-            return stored  # '{}'
-        pairs = pc.split_pattern(stored, ", ")
-        values = {}
-        for i, name in enumerate(names):
-            start = len(name) + 4 + (i == 0)  # '{' before the first '"name": '
-            stop = -1 if i == len(names) - 1 else None  # '}' after the last value
-            values[name] = pc.utf8_slice_codeunits(pc.list_element(pairs, i), start, stop)
+            return values  # '{}' as stored
         parts: list[Cells | str] = []
-        for i, name in enumerate(sorted(names)):
-            parts += [('"{' if i == 0 else ",") + f'""{name}"":', values[name]]
+        for i, name in sorted(enumerate(names), key=lambda pair: pair[1]):
+            parts += [('"{' if not parts else ",") + f'""{name}"":', pc.struct_field(values, i)]
         return join([*parts, '}"'])
 
     return rewrite

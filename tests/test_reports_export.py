@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -188,6 +189,20 @@ def test_awkward_values_export_the_bytes_the_row_writer_gives(engine: sa.Engine)
             )
             if i % 13 == 12:  # queued and never started
                 previous.started_at = None
+    with read_session(engine) as session:
+        runs = list(iter_runs(session=session))
+    assert export(engine, "csv") == csv_bytes(runs)
+    assert export(engine, "json") == json_bytes(runs)
+
+
+def test_counters_in_many_key_orders_export_the_bytes_the_row_writer_gives(
+    engine: sa.Engine,
+) -> None:
+    keys = ["extracted", "loaded", "rejected", "skipped"]
+    with write_session(engine) as session:
+        for i in range(72):  # 60 key orders: more than a batch matches, the rest are rendered alone
+            order = list(itertools.permutations(keys))[i % 24][: 2 + i // 24]
+            make_run(session, counters={key: i * n for n, key in enumerate(order)})
     with read_session(engine) as session:
         runs = list(iter_runs(session=session))
     assert export(engine, "csv") == csv_bytes(runs)
