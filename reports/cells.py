@@ -21,26 +21,20 @@ from typing import Any, TypeAlias
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from reports.export import compact_json
+
 # a string column: one batch's cells of one field, null where the value is
 Cells: TypeAlias = pa.Array
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA = "^[=+\\-@\\t\\r]"
 _CSV_QUOTED = '[,"\\r\\n]'  # what makes Python's csv (QUOTE_MINIMAL) quote a cell
 _JSON_ESCAPED = '[^\\x20-\\x7e]|["\\\\]'  # what json.dumps (ensure_ascii) escapes in a string
 # A counters object the kernels render: json.dumps' own text of a flat object of integers, its
-# keys printable ASCII that needs no escaping and holds none of the characters the rewrite splits on.
+# keys printable ASCII that JSON writes as it is (and, to keep the patterns plain, no , : { or }).
 _KEY = '"[\\x20\\x21\\x23-\\x2b\\x2d-\\x39\\x3b-\\x5b\\x5d-\\x7a\\x7c\\x7e]*"'
 _INT = "-?(?:0|[1-9][0-9]*)"
 _FLAT = f"^\\{{(?:{_KEY}: {_INT}(?:, {_KEY}: {_INT})*)?\\}}$"
 _MS_EXACT_BELOW = 10**15  # microseconds: under ~31 years a float holds the duration to < 0.5 µs
-
-compact_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-
-
-def neutralise(text: str) -> str:
-    """Text a spreadsheet would run as a formula, made inert with a leading apostrophe."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def _where(

@@ -8,17 +8,17 @@ are read as Arrow batches (db.queries.arrow) and formatted a column at a time (r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Literal
-
-import pyarrow as pa
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Literal
 
 from db.models import RunRecord
 from db.queries import RunFilters, RunSort
-from db.queries.arrow import BATCH_ROWS, run_batches
-from reports.cells import csv_lines, json_records, neutralise
+
+if TYPE_CHECKING:  # pyarrow is imported by an export, not by the app and API that link to one
+    import pyarrow as pa
+    import sqlalchemy as sa
 
 __all__ = [
     "FIELDS",
@@ -34,10 +34,20 @@ Format = Literal["csv", "json"]
 FORMATS: tuple[Format, ...] = ("csv", "json")
 FIELDS = tuple(RunRecord.model_fields)
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+compact_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
+def neutralise(text: str) -> str:
+    """Text a spreadsheet would run as a formula, made inert with a leading apostrophe."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
     """The runs as CSV (header first), a chunk per batch."""
+    from reports.cells import csv_lines
+
     yield (",".join(FIELDS) + "\r\n").encode("ascii")
     for batch in batches:
         yield csv_lines(batch, FIELDS)
@@ -45,6 +55,8 @@ def csv_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
 
 def json_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[bytes]:
     """The runs as a JSON array, one record per line, a chunk per batch."""
+    from reports.cells import json_records
+
     yield b"["
     empty = True
     for batch in batches:
@@ -87,6 +99,8 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
     def _produce(
         self, engine: sa.Engine, fmt: Format, filters: RunFilters, sort: RunSort
     ) -> Iterator[bytes]:
+        from db.queries.arrow import BATCH_ROWS, run_batches
+
         chunks = csv_chunks if fmt == "csv" else json_chunks
         batches = run_batches(engine=engine, filters=filters, sort=sort, rows=BATCH_ROWS)
         for data in chunks(self._counted(batches)):

@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from db.models import Run, RunRow, run_duration
-from reports.cells import compact_json, neutralise
-from reports.export import FIELDS
+from reports.export import FIELDS, compact_json, neutralise
 
 
 def _iso(value: datetime | None) -> str | None:

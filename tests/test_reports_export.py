@@ -216,7 +216,7 @@ def test_batches_join_into_the_bytes_of_one_batch(engine: sa.Engine) -> None:
     with read_session(engine) as session:
         runs = list(iter_runs(session=session))
     for fmt, expected in (("csv", csv_bytes(runs)), ("json", json_bytes(runs))):
-        with patch("reports.export.BATCH_ROWS", 4):
+        with patch("db.queries.arrow.BATCH_ROWS", 4):
             assert export(engine, fmt) == expected
 
 
@@ -233,7 +233,7 @@ def test_columns_empty_in_the_first_batch_take_values_later(engine: sa.Engine) -
             )
     with read_session(engine) as session:
         runs = list(iter_runs(session=session))
-    with patch("reports.export.BATCH_ROWS", 3):
+    with patch("db.queries.arrow.BATCH_ROWS", 3):
         assert export(engine, "csv") == csv_bytes(runs)
         assert export(engine, "json") == json_bytes(runs)
 
@@ -247,7 +247,7 @@ def test_every_sort_keeps_its_order_across_batches(engine: sa.Engine) -> None:
             sort = RunSort(key=key, descending=descending)
             with read_session(engine) as session:
                 expected = [run.id for run in iter_runs(session=session, sort=sort)]
-            with patch("reports.export.BATCH_ROWS", 2):
+            with patch("db.queries.arrow.BATCH_ROWS", 2):
                 data = b"".join(stream_export(engine=engine, fmt="json", sort=sort))
             assert [record["id"] for record in json.loads(data)] == expected, sort
 

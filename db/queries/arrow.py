@@ -25,6 +25,11 @@ from db import driver
 from db.models import Run
 from db.queries.history import RunFilters, RunSort, order_clause, run_binds, run_where
 
+# An export allocates and frees a few MB per batch. The C library's allocator hands that memory
+# back as the batches go; Arrow's default pool (mimalloc) keeps it: for 1M runs the exporting
+# process peaked at 239 MB with it, 196 MB without, at the same CPU time.
+pa.set_memory_pool(pa.system_memory_pool())
+
 BATCH_ROWS = 8_192  # rows per batch: a few MB of output, so memory stays flat whatever the size
 SCHEMA = pa.schema(
     [
