@@ -415,8 +415,10 @@ def report_pages(
         f" {len(many.reruns) - len(times)} cut short)"
     )
     for name, meter in meters.items():
+        summed = " (RSS summed over its processes: shared pages count in each)" * bool(meter.named)
         say(
-            f"{tag} {name} CPU {meter.mean_cores():.2f} cores; every {SLICE_S:g} s: {meter.series()}"
+            f"{tag} {name} CPU {meter.mean_cores():.2f} cores; every {SLICE_S:g} s{summed}:"
+            f" {meter.series()}"
         )
     server = meters["Streamlit"].mean_cores()
     say(
