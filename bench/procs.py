@@ -60,18 +60,20 @@ def rss_mb(pid: int) -> float:
 
 def descendants(pid: int, named: str) -> list[int]:
     """The processes below `pid` (at any depth) whose command name starts with `named`."""
-    parents, names = {}, {}
+    children: dict[int, list[int]] = {}
+    names = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             names[int(entry)], fields = _stat(int(entry))
         except (OSError, IndexError):  # it exited meanwhile
             continue
-        parents[int(entry)] = int(fields[1])
-    below, found = {pid}, []
-    for child in sorted(parents):  # a child's id is almost always above its parent's
-        if parents[child] in below:
-            below.add(child)
-            found.append(child)
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:  # parent by parent, not in id order: ids wrap around
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
     return [child for child in found if names[child].startswith(named)]
 
 
