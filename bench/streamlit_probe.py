@@ -5,11 +5,18 @@
 Every script run of every session appends `<unix time> <seconds> <how it ended> <queries>` to the
 log, where `queries` counts every statement any psycopg cursor of the server has executed so far
 (the ORM's and the bare driver's reads alike), so a benchmark can relate queries to ticks.
+
+With RUNWATCH_PROBE_PROFILE=stats.prof every script run is also profiled (cProfile, in its own
+thread) and the sum of all of them is written to that file when the server stops:
+`python -m pstats stats.prof` shows what a rerun spends its time on.
 """
 
 from __future__ import annotations
 
+import atexit
+import cProfile
 import os
+import pstats
 import sys
 import threading
 import time
@@ -39,6 +46,29 @@ def _counted(execute: Any) -> Any:
     return wrapper
 
 
+_profiles: list[cProfile.Profile] = []
+
+
+def _profiled(run_script: Any) -> Any:
+    def wrapper(self: ScriptRunner, *args: Any, **kwargs: Any) -> Any:
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            return run_script(self, *args, **kwargs)
+        finally:
+            profile.disable()
+            with _lock:
+                _profiles.append(profile)
+
+    return wrapper
+
+
+def _save_profiles(path: str) -> None:
+    with _lock:
+        if _profiles:
+            pstats.Stats(*_profiles).dump_stats(path)
+
+
 def _timed(init: Any) -> Any:
     def wrapper(self: ScriptRunner, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
@@ -60,6 +90,9 @@ def main() -> None:
     """Install the probe, then hand over to `streamlit run`."""
     psycopg.Cursor.execute = _counted(psycopg.Cursor.execute)  # type: ignore[method-assign]
     ScriptRunner.__init__ = _timed(ScriptRunner.__init__)  # type: ignore[method-assign]
+    if profile := os.environ.get("RUNWATCH_PROBE_PROFILE"):
+        ScriptRunner._run_script = _profiled(ScriptRunner._run_script)  # type: ignore[method-assign]
+        atexit.register(_save_profiles, profile)
     sys.argv = ["streamlit", "run", *sys.argv[1:]]
     sys.exit(cli.main())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import streamlit as st
 
 from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
@@ -200,8 +201,11 @@ def last_runs(job: JobLive) -> None:
         )
         if ended.error_message:
             st.caption(f"{ended.error_type}: {ended.error_message}")
-    st.dataframe(
-        recent_rows(job.recent), hide_index=True, width="stretch", column_config=RECENT_COLUMNS
+    st.dataframe(  # an Arrow table goes out as it is; rows would pass through pandas each tick
+        pa.Table.from_pylist(recent_rows(job.recent)),
+        hide_index=True,
+        width="stretch",
+        column_config=RECENT_COLUMNS,
     )
 
 
