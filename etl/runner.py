@@ -23,6 +23,7 @@ from db.queries import (
     get_job,
     get_run,
     heartbeat,
+    hold_run,
     read_session,
     run_state_event,
     write_session,
@@ -136,6 +137,8 @@ class Runner:
             batch = job.transform(extracted)
             run.current_step = Step.LOAD
             with write_session(self.engine) as session:
+                if job.appends_events and self.bookkeeping:
+                    hold_run(session=session, run=run)  # its row before the event lock
                 loaded = job.load(batch, session)
                 run.offset += batch.size
                 run.records_loaded += loaded

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlmodel import select
 
-from db.models import DemoSubject, Run, RunStatus
+from db.models import DemoSubject, Job as JobRow, Run, RunStatus
 from db.queries import (
+    append_event,
     create_run,
     get_run,
     list_events,
     read_session,
     request_cancel,
     resume_run,
+    save_job,
     write_session,
 )
 from db.settings import Settings
+from etl.jobs import JOB_KINDS, Batch, Job
 from etl.runner import Runner
 from etl.worker import BackgroundWorker, Worker
 from reports.eta import Pace
@@ -150,3 +155,56 @@ def test_demo_loads_each_batch_with_one_statement_on_postgres(
         sa.event.remove(engine, "before_cursor_execute", count)
     assert sent == [False] * 10  # psycopg's executemany would send one statement per record
     assert len(subjects(engine)) == 1000
+
+
+class EventWritingJob(Job):
+    """Appends an event in each batch's load, then holds the batch open until the test says."""
+
+    kind = "test_event_writer"
+    appends_events = True
+    loading = threading.Event()
+    release = threading.Event()
+
+    def extract(self, params: dict[str, Any], offset: int) -> Iterator[Batch]:
+        for _ in range(offset, 3):
+            yield Batch(records=[1], size=1)
+
+    def load(self, batch: Batch, session: Any) -> int:
+        append_event(session=session, run_id=self.context.run_id, message="loaded")
+        self.loading.set()
+        self.release.wait(10)
+        return 1
+
+
+@pytest.mark.postgres_only  # SQLite's one write lock orders its writers; PostgreSQL's row locks can cross
+def test_a_cancel_during_a_load_that_appends_events_waits_for_the_batch_instead_of_deadlocking(
+    engine: sa.Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(JOB_KINDS, EventWritingJob.kind, EventWritingJob)
+    monkeypatch.setattr(EventWritingJob, "loading", threading.Event())
+    monkeypatch.setattr(EventWritingJob, "release", threading.Event())
+    with write_session(engine) as session:
+        save_job(session=session, job=JobRow(name=EventWritingJob.kind, kind=EventWritingJob.kind))
+    with write_session(engine) as session:
+        run = create_run(session=session, job=EventWritingJob.kind, params={}, status="running")
+    ended: list[Run] = []
+    runner = threading.Thread(target=lambda: ended.append(Runner(engine, settings).execute(run)))
+    runner.start()
+    assert EventWritingJob.loading.wait(10)
+    refused: list[Exception] = []
+
+    def cancel() -> None:
+        try:
+            with write_session(engine) as session:
+                request_cancel(session=session, run_id=run.id or 0)
+        except Exception as error:  # the deadlock this guards against
+            refused.append(error)
+
+    canceller = threading.Thread(target=cancel)
+    canceller.start()
+    canceller.join(2)  # longer than PostgreSQL's deadlock_timeout (1 s)
+    EventWritingJob.release.set()
+    canceller.join(20)
+    runner.join(20)
+    assert refused == []
+    assert [run.status for run in ended] == [RunStatus.CANCELLED]

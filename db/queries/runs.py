@@ -126,6 +126,19 @@ def _held_params(run: Run) -> dict[str, Any]:
     return {"run_id": run.id, "held_status": run.status, "held_claim": run.claim_token}
 
 
+def hold_run(*, session: Session, run: Run) -> None:
+    """Lock the run's row for the rest of the transaction, if it is still held (RunLost if not).
+
+    Transactions that update a run and append events take the run's row before the event lock
+    (append_event); a batch whose load appends events calls this first to keep that order, or it
+    would deadlock with a cancel, which updates the run and then appends its event.
+    """
+    table = Run.__table__  # type: ignore[attr-defined]
+    held = sa.select(table.c.id).where(*_held(table)).with_for_update()
+    if session.execute(held, _held_params(run)).first() is None:
+        raise RunLost(run.id)
+
+
 def checkpoint(
     *,
     session: Session,

@@ -68,6 +68,8 @@ class Job:
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
     parameters: ClassVar[tuple[Param, ...]] = ()  # what validate() accepts, for people to read
+    # load() appends run events: the runner then locks the run first (db.queries.hold_run)
+    appends_events: ClassVar[bool] = False
 
     def __init__(self, context: RunContext, params: dict[str, Any]) -> None:
         self.context = context

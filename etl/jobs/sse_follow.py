@@ -218,6 +218,7 @@ class SseFollowJob(Job):
     """Follows a remote SSE feed until cancelled, mirroring its runs and log lines into `job_name`."""
 
     kind = "sse_follow"
+    appends_events = True  # the mirrored runs' events
     description = "Mirror a remote ETL's Server-Sent Events feed into local runs and events."
     parameters = (
         Param("url", "URL", required=True, help="the http(s) event stream to follow"),
