@@ -611,8 +611,6 @@ def test_a_batch_is_read_a_chunk_at_a_time_not_held_whole(
 ) -> None:
     # A long-lived worker keeps the high-water mark of its runs' memory (README, "Memory over a
     # long life"): a batch of 20,000 records must cost no more than one of a chunk's size.
-    if engine.dialect.name == "postgresql":
-        pytest.skip("PostgreSQL's upsert still holds a batch's rows")
     lines = "".join(f"{i},name {i:07d},{i * 1.5}\n" for i in range(20_000))
     path = write(tmp_path, "many.csv", HEADER + lines)
     assert run_import(engine, settings, path=str(path)).status == RunStatus.FINISHED
