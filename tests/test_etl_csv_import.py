@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import tracemalloc
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from etl.cli import main
 from etl.jobs import JobError, RunContext
 from etl.jobs.csv_files import count_plain_lines
 from etl.jobs.csv_import import CsvImportJob
+from etl.jobs.csv_rows import CHUNK
 from etl.jobs.tables import list_rejects
 from etl.runner import Runner
 
@@ -589,3 +591,29 @@ def test_fifty_imports_in_one_process_leave_no_table_metadata_behind(
         assert run.status == "finished"
         counts.append(_live_tables())
     assert counts[-1] <= counts[4], counts
+
+
+def _peak_kb(engine: sa.Engine, settings: Settings, path: Path, batch_size: int) -> float:
+    """The most memory Python held at once (tracemalloc) while csv_import imported `path`, in KB."""
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        run = run_import(engine, settings, path=str(path), batch_size=batch_size)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert run.status == RunStatus.FINISHED, run.error_message
+    return (peak - start) / 1024
+
+
+def test_a_batch_is_read_a_chunk_at_a_time_not_held_whole(
+    engine: sa.Engine, settings: Settings, tmp_path: Path
+) -> None:
+    # A long-lived worker keeps the high-water mark of its runs' memory (README, "Memory over a
+    # long life"): a batch of 20,000 records must cost no more than one of a chunk's size.
+    lines = "".join(f"{i},name {i:07d},{i * 1.5}\n" for i in range(20_000))
+    path = write(tmp_path, "many.csv", HEADER + lines)
+    assert run_import(engine, settings, path=str(path)).status == RunStatus.FINISHED
+    chunk = _peak_kb(engine, settings, path, batch_size=CHUNK)  # updates by key from here on
+    whole = _peak_kb(engine, settings, path, batch_size=20_000)
+    assert whole < 1.5 * chunk, (whole, chunk)

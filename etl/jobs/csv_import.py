@@ -25,25 +25,29 @@ from etl.jobs.csv_files import (
 from etl.jobs.csv_load import RowWriter
 from etl.jobs.csv_params import PARAMETERS, check_params, matching_files
 from etl.jobs.csv_rows import (
+    CHUNK,
     Row,
     RowParser,
     line_numbers,
-    physical_lines,
     raw_text,
     target_table,
 )
 from etl.jobs.tables import create_table, lock_table_name, table_layout
 
+Record = tuple[str, ...]  # a CSV record's fields (a blank line is a record without fields)
+
 
 @dataclass
 class CsvBatch(Batch):
-    """Records of one file (a blank line is an empty record), with where they are in it."""
+    """Up to `batch_size` records of one file, read from its `reader` a chunk at a time while
+    `load` writes them: a batch's records are never all in memory at once, so a worker's memory
+    does not keep the high-water mark of 50,000 parsed records (see README, "Memory over a long
+    life"). `size` and `ends_file` are known once the batch is loaded."""
 
     file: str = ""
     file_index: int = 0
     columns: tuple[str, ...] = ()
-    first_line: int = 0  # the line the first record starts on
-    last_line: int = 0  # the line the last record ends on
+    reader: Any = None  # the file's CSV reader, at the batch's first record
     ends_file: bool = False
 
 
@@ -54,7 +58,7 @@ class CsvImportJob(Job):
     earlier in the same file) goes to the quarantine table `csv_reject` with its file, line and
     reason, unless `on_error=fail`; more than `max_rejects` bad rows fail the run. The offset counts
     records across the files, so a resumed run skips exactly what its predecessor committed.
-    Records are read, checked and committed `batch_size` at a time (default 50,000).
+    Records are committed `batch_size` at a time (default 50,000), read and checked CHUNK at a time.
     """
 
     kind = "csv_import"
@@ -94,17 +98,16 @@ class CsvImportJob(Job):
             )
 
     def load(self, batch: Batch, session: Session) -> int:
-        """Parse and write the batch a chunk at a time (see RowWriter), then quarantine its bad rows."""
+        """Read, parse and write the batch a chunk at a time (see RowWriter), then quarantine its
+        bad rows."""
         assert isinstance(batch, CsvBatch)
         loaded = 0
         if batch.columns:
             table = self._target(batch, session)
-            bad: list[tuple[int, str]] = []
-            chunks = self._rows(batch, bad)
+            chunks = self._rows(batch)
             loaded = self.writer.write(
                 session=session, table=table, key=self.params["key"], chunks=chunks
             )
-            batch.rejects = self._rejects(batch, bad)  # the runner counts them from the batch
             self._enforce_limits(batch.rejects)
         if batch.rejects:
             reject_table: sa.Table = CsvReject.__table__  # type: ignore[attr-defined]
@@ -116,55 +119,43 @@ class CsvImportJob(Job):
 
     def _file_batches(self, index: int, file: str, skip: int) -> Generator[CsvBatch, None, int]:
         """The batches of one file after its first `skip` records; returns how many it skipped."""
-        skipped = records = 0
         with self._reader(file) as reader:
             columns = self._header(file, reader)
             self.context.log("INFO", f"Reading {file}")
+            batch = CsvBatch(
+                records=[], size=0, file=file, file_index=index, columns=columns, reader=reader
+            )
+            batch.ends_file = not columns
+            skipped = self._skip(batch, skip)
+            records = skipped
             while True:
-                batch = self._next_batch(reader, index, file, columns)
+                yield batch  # read as it is loaded
+                self._write_notes()
                 records += batch.size
-                if skipped < skip:
-                    batch, count = self._skip(batch, skip - skipped)
-                    skipped += count
-                if batch.size or batch.ends_file:
-                    yield batch
-                    self._write_notes()
                 if batch.ends_file:
                     break
+                batch = replace(batch, size=0, rejects=[])
         self.context.log("INFO", f"Read {file}: {records:,} records")
         return skipped
 
-    def _next_batch(self, reader: Any, index: int, file: str, columns: tuple[str, ...]) -> CsvBatch:
-        size = self.params["batch_size"] if columns else 0
-        first_line = reader.line_num + 1
-        # Tuples of strings leave the garbage collector's watch at once; lists would be scanned
-        # again and again by full collections (15% of the run's time).
-        records = list(map(tuple, islice(reader, size)))
-        return CsvBatch(
-            records=records,
-            size=len(records) - records.count(()),
-            file=file,
-            file_index=index,
-            columns=columns,
-            first_line=first_line,
-            last_line=reader.line_num,
-            ends_file=len(records) < size or not columns,
-        )
+    def _read(self, batch: CsvBatch, count: int) -> list[Record]:
+        """The batch's next `count` records, fewer where its file ends (the batch then ends it)."""
+        with self._read_errors(batch.file, batch.reader):
+            # Tuples of strings leave the garbage collector's watch at once; lists would be scanned
+            # again and again by full collections (15% of the run's time).
+            records = list(map(tuple, islice(batch.reader, count)))
+        batch.ends_file = len(records) < count
+        return records
 
-    def _skip(self, batch: CsvBatch, count: int) -> tuple[CsvBatch, int]:
-        """The batch without its first `count` records, which only rebuild the file's seen keys."""
-        if count >= batch.size:
-            self._remember_keys(batch)
-            return replace(batch, records=[], size=0), batch.size
-        cut = done = 0
-        while done < count:
-            done += bool(batch.records[cut])
-            cut += 1
-        head = batch.records[:cut]
-        self._remember_keys(replace(batch, records=head))
-        first_line = batch.first_line + sum(map(physical_lines, head))
-        rest = replace(batch, records=batch.records[cut:], size=batch.size - count)
-        return replace(rest, first_line=first_line), count
+    def _skip(self, batch: CsvBatch, count: int) -> int:
+        """Read past the file's first `count` records, only to remember their keys (a later
+        duplicate is still one); returns how many there were."""
+        skipped = 0
+        while skipped < count and not batch.ends_file:
+            records = self._read(batch, min(CHUNK, count - skipped))
+            self._parser(batch).parse(records, self._seen(batch))
+            skipped += len(records) - records.count(())
+        return skipped
 
     def _header(self, file: str, reader: Any) -> tuple[str, ...]:
         """The file's column names (none for an empty file), checked against key and types."""
@@ -183,11 +174,17 @@ class CsvImportJob(Job):
     @contextmanager
     def _reader(self, file: str) -> Iterator[Any]:
         """A CSV reader of `file`; undecodable bytes, bad CSV and read errors become JobErrors."""
-        reader = None
-        try:
-            with open(file, newline="", encoding=self.codec) as handle:
-                reader = csv.reader(handle, delimiter=self.params["delimiter"])
+        with self._read_errors(file), open(file, newline="", encoding=self.codec) as handle:
+            reader = csv.reader(handle, delimiter=self.params["delimiter"])
+            with self._read_errors(file, reader):
                 yield reader
+
+    @contextmanager
+    def _read_errors(self, file: str, reader: Any = None) -> Iterator[None]:
+        """Undecodable bytes, bad CSV and read errors of `file` as JobErrors (also where `load`
+        reads, outside the extract generator)."""
+        try:
+            yield
         except UnicodeDecodeError as error:
             encoding = self.params["encoding"]
             raise JobError(decode_problem(file, encoding, self.codec, error)) from None
@@ -207,40 +204,51 @@ class CsvImportJob(Job):
 
     # ------------------------------------------------------------ checking
 
-    def _chunks(self, batch: CsvBatch) -> Iterator[tuple[list[Row], list[tuple[int, str]]]]:
-        """Typed rows and (index, reason) of bad records, by chunk; duplicate keys are per file."""
-        if self.seen[0] != batch.file_index:
-            self.seen = (batch.file_index, set())
+    def _rows(self, batch: CsvBatch) -> Iterator[list[Row]]:
+        """The batch's typed rows, a chunk of records read and parsed at a time; its bad records
+        go to `batch.rejects` (the runner counts them from there)."""
+        parser, seen = self._parser(batch), self._seen(batch)
+        left = self.params["batch_size"]
+        while left and not batch.ends_file:
+            first_line = batch.reader.line_num + 1
+            records = self._read(batch, min(CHUNK, left))
+            lines = (first_line, batch.reader.line_num)  # where the chunk starts and ends
+            left -= len(records)
+            batch.size += len(records) - records.count(())
+            rows, bad = parser.parse(records, seen)
+            batch.rejects += self._rejects(batch.file, records, lines, bad)
+            yield rows
+
+    def _parser(self, batch: CsvBatch) -> RowParser:
+        """The row parser of the batch's columns."""
         parser = self.parsers.get(batch.columns)
         if parser is None:
             params = self.params
             parser = RowParser(batch.columns, params["types"], params["key"])
             self.parsers[batch.columns] = parser
-        return parser.chunks(batch.records, self.seen[1])
+        return parser
 
-    def _rows(self, batch: CsvBatch, bad: list[tuple[int, str]]) -> Iterator[list[Row]]:
-        """The batch's rows a chunk at a time, adding (index, reason) of its bad records to `bad`."""
-        for rows, chunk_bad in self._chunks(batch):
-            bad += chunk_bad
-            yield rows
+    def _seen(self, batch: CsvBatch) -> set[Any]:
+        """The keys loaded so far from the batch's file: duplicate keys are per file."""
+        if self.seen[0] != batch.file_index:
+            self.seen = (batch.file_index, set())
+        return self.seen[1]
 
-    def _remember_keys(self, batch: CsvBatch) -> None:
-        """Parse records a resumed run skips, only for their keys: a later duplicate is still one."""
-        for _ in self._chunks(batch):
-            pass
-
-    def _rejects(self, batch: CsvBatch, bad: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    def _rejects(
+        self, file: str, records: list[Record], lines: tuple[int, int], bad: list[tuple[int, str]]
+    ) -> list[dict[str, Any]]:
+        """The quarantine rows of a chunk's bad `records`, which span `lines` (first, last)."""
         if not bad:
             return []
-        lines = line_numbers(batch.records, batch.first_line, batch.last_line)
+        starts = line_numbers(records, *lines)
         delimiter, now = self.params["delimiter"], utcnow()
         return [
             {
                 "run_id": self.context.run_id,
-                "file": batch.file,
-                "line": lines[index],
+                "file": file,
+                "line": starts[index],
                 "reason": reason,
-                "raw": raw_text(batch.records[index], delimiter),
+                "raw": raw_text(records[index], delimiter),
                 "ts": now,
             }
             for index, reason in bad

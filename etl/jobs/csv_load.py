@@ -10,20 +10,22 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from etl.jobs.csv_rows import Row
-from etl.jobs.tables import copy_rows, upsert_rows
+from etl.jobs.tables import copy_rows, has_key, upsert_rows
 
 
 class RowWriter:
     """Writes a run's rows by key, chunk by chunk, while the chunks are still in the CPU's cache.
 
     On PostgreSQL one COPY straight into the table streams a batch's chunks, so the server stores a
-    chunk while the next is parsed (a COPY of new keys is also twice as fast as an upsert). Once a
-    COPY meets a key the table has, the run is updating rows: that COPY is undone and from then on
-    each batch is upserted whole (`db.queries.upsert_rows`). On SQLite each chunk is upserted.
+    chunk while the next is parsed (a COPY of new keys is also twice as fast as an upsert); the
+    batch's rows are kept meanwhile, for an upsert if the COPY meets a key the table has. Once a
+    COPY meets one, or a batch's first row has a stored key, the run is updating rows: from then on
+    each batch's chunks stream into the upsert (`etl.jobs.tables.upsert_rows`) and none is kept, so
+    a batch that updates rows never holds them all. On SQLite each chunk is upserted.
     """
 
     def __init__(self) -> None:
-        self.copy = True  # until a COPY meets an existing key
+        self.copy = True  # until a batch meets an existing key
 
     def write(
         self, *, session: Session, table: sa.Table, key: Sequence[str], chunks: Iterable[list[Row]]
@@ -32,21 +34,36 @@ class RowWriter:
         if session.get_bind().dialect.name != "postgresql":
             return sum(_upsert(session, table, key, rows) for rows in chunks)
         chunks = iter(chunks)
-        rows: list[Row] = []  # kept for an upsert if the COPY meets an existing key
+        first = next(filter(None, chunks), None)  # a chunk of bad records only has no rows
+        if first is None:
+            return 0
+        chunks = chain([first], chunks)
+        if self.copy and has_key(session=session, table=table, key=key, row=first[0]):
+            self.copy = False  # a COPY straight in would be undone
         if self.copy:
+            rows: list[Row] = []  # kept for an upsert if the COPY meets an existing key
             try:
                 with session.begin_nested():
                     _copy(session, table, chunks, rows)
                 return len(rows)
             except psycopg.errors.UniqueViolation:
                 self.copy = False  # the savepoint undid the COPY
-        rows += chain.from_iterable(chunks)  # what the COPY had not read yet
-        return _upsert(session, table, key, rows)
+            chunks = chain([rows], chunks)  # what the COPY read, then what it had not
+        counts: list[int] = []
+        upsert_rows(session=session, table=table, key=key, rows=_counted(chunks, counts))
+        return sum(counts)
 
 
 def _upsert(session: Session, table: sa.Table, key: Sequence[str], rows: list[Row]) -> int:
     upsert_rows(session=session, table=table, key=key, rows=rows)
     return len(rows)
+
+
+def _counted(chunks: Iterable[list[Row]], counts: list[int]) -> Iterator[Row]:
+    """The chunks' rows one by one, adding each chunk's length to `counts` as it is read."""
+    for rows in chunks:
+        counts.append(len(rows))
+        yield from rows
 
 
 def _copy(session: Session, table: sa.Table, chunks: Iterator[list[Row]], kept: list[Row]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
@@ -20,7 +20,7 @@ from db.models import UTCDateTime
 Step = Callable[[Any], Any]
 Row = tuple[Any, ...]
 INT64 = (-(2**63), 2**63 - 1)
-CHUNK = 2048  # records parsed at once (see RowParser.chunks)
+CHUNK = 2048  # records read and parsed at once (see RowParser.parse)
 NUL = "\x00"  # valid in CSV and in SQLite text, refused by PostgreSQL in any text
 _ISO_DATES = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:\n[0-9]{4}-[0-9]{2}-[0-9]{2})*")
 _not_none = partial(is_not, None)
@@ -151,7 +151,7 @@ class RowParser:
         ]
         # The fast path parses ints with int() and keeps a date's text once date.fromisoformat
         # took it; per chunk it checks the ints' range and that the dates were written
-        # YYYY-MM-DD (see _parse_chunk): formatting a date again costs more than reading it.
+        # YYYY-MM-DD (see parse): formatting a date again costs more than reading it.
         fast = [
             (int,) if i in self.int_at else steps[:1] if i in self.date_at else steps
             for i, steps in enumerate(parsers)
@@ -159,22 +159,15 @@ class RowParser:
         self.fast = _compile(fast, kept=self.date_at)
         self.exact = _compile(parsers)
 
-    def chunks(
-        self, records: Sequence[Sequence[str]], seen: set[Any]
-    ) -> Iterator[tuple[list[Row], list[tuple[int, str]]]]:
-        """The rows of the good records and (index, reason) of the bad, by chunk; `seen`: the file's keys.
-
-        A chunk stays in the CPU's cache across the several passes over it and on to the database
-        (about 15% less time than passes over a batch of 50,000), and a bad record sends only its
-        chunk down the slow path.
-        """
-        for start in range(0, len(records), CHUNK):
-            rows, bad = self._parse_chunk(records[start : start + CHUNK], seen)
-            yield rows, [(start + index, reason) for index, reason in bad]
-
-    def _parse_chunk(
+    def parse(
         self, records: Sequence[Sequence[str]], seen: set[Any]
     ) -> tuple[list[Row], list[tuple[int, str]]]:
+        """The rows of the good records and (index, reason) of the bad; `seen`: the file's keys.
+
+        Meant for a chunk of CHUNK records: it stays in the CPU's cache across the several passes
+        over it and on to the database (about 15% less time than passes over a batch of 50,000),
+        and a bad record sends only its chunk down the slow path.
+        """
         rows = self._parse_clean(records, seen)
         if rows is not None:
             return rows, []

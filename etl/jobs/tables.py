@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
@@ -59,20 +58,29 @@ def create_table(*, session: Session, table: sa.Table) -> None:
 
 
 def upsert_rows(
-    *, session: Session, table: sa.Table, key: Sequence[str], rows: Sequence[Sequence[Any]]
+    *, session: Session, table: sa.Table, key: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
     """Write rows (tuples in `table`'s column order) by `key`; rows equal to stored ones stay as they are.
 
-    The bulk path of csv_import: one driver-level executemany on SQLite; on PostgreSQL a COPY
-    straight into the table when none of the rows' keys exists yet, else a COPY into a temporary
-    table and one INSERT ... ON CONFLICT from it.
+    The bulk path of csv_import: one driver-level executemany on SQLite; on PostgreSQL a COPY into
+    a temporary table, reading `rows` as it streams (an iterator is never gathered), and one
+    INSERT ... ON CONFLICT from it. (A COPY straight into the table, twice as fast where every
+    key is new, is the caller's to try: see etl.jobs.csv_load.)
     """
-    if not rows:
-        return
     if session.get_bind().dialect.name == "postgresql":
         _upsert_rows_postgres(session, table, key, rows)
     else:
-        _upsert_rows_sqlite(session, table, key, rows)
+        _upsert_rows_sqlite(session, table, key, list(rows))
+
+
+def has_key(*, session: Session, table: sa.Table, key: Sequence[str], row: Sequence[Any]) -> bool:
+    """Whether `table` holds a row with the `key` of `row` (a tuple in the table's column order)."""
+    preparer = session.get_bind().dialect.identifier_preparer
+    names = [column.name for column in table.columns]
+    where = " AND ".join(f"{preparer.quote(name)} = :k{i}" for i, name in enumerate(key))
+    query = f"SELECT 1 FROM {preparer.format_table(table)} WHERE {where} LIMIT 1"
+    values = {f"k{i}": row[names.index(name)] for i, name in enumerate(key)}
+    return session.execute(sa.text(query), values).first() is not None
 
 
 def _on_conflict(statement: Any, table: sa.Table, key: Sequence[str]) -> Any:
@@ -92,6 +100,8 @@ def _upsert_rows_sqlite(
     session: Session, table: sa.Table, key: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     """One driver-level executemany; only columns whose type converts values are touched."""
+    if not rows:
+        return
     dialect = session.get_bind().dialect
     [sql] = _upsert_sql(table, key, dialect)
     processors = [
@@ -163,15 +173,8 @@ def _sqlite_processor(kind: Any, dialect: sa.Dialect) -> Callable[[Any], Any] | 
 
 
 def _upsert_rows_postgres(
-    session: Session, table: sa.Table, key: Sequence[str], rows: Sequence[Sequence[Any]]
+    session: Session, table: sa.Table, key: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
-    """COPY straight into the table when every key is new (2x faster than upserting), else upsert."""
-    try:
-        with session.begin_nested():
-            copy_rows(session=session, table=table, rows=rows)
-        return
-    except psycopg.errors.UniqueViolation:
-        pass  # a key exists already: the savepoint undid the COPY
     connection = session.connection()
     create, upsert, drop = _upsert_sql(table, key, connection.dialect)
     connection.exec_driver_sql(create)
