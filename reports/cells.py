@@ -16,6 +16,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any, TypeAlias
 
 import pyarrow as pa
@@ -59,7 +60,21 @@ def _python(fix: Callable[[Any], str]) -> Callable[[pa.Array], pa.Array]:
 
 def join(parts: Sequence[Cells | str], sep: str = "") -> Cells:
     """The element-wise concatenation of columns and constants (null in, null out)."""
-    return pc.binary_join_element_wise(*parts, sep)
+    return pc.binary_join_element_wise(
+        *[_text(p) if isinstance(p, str) else p for p in parts], _text(sep)
+    )
+
+
+# Constants go to the kernels as typed scalars: converting an untyped Python value, pyarrow
+# loads pandas (about 45 MB) to check whether it is a pandas object (see db.queries.arrow).
+@lru_cache(maxsize=512)
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.string())
+
+
+@lru_cache(maxsize=512)
+def _int(value: int) -> pa.Scalar:
+    return pa.scalar(value, pa.int64())
 
 
 def integers(values: pa.Array) -> Cells:
@@ -76,13 +91,14 @@ def iso_times(times: pa.Array) -> Cells:
 def durations(started: pa.Array, ended: pa.Array) -> Cells:
     """Seconds from start to end rounded to the ms, as repr(round(seconds, 3)) writes them."""
     micros = pc.cast(pc.subtract(ended, started), pa.int64())
-    ms = pc.divide(pc.add(micros, 500), 1000)
-    whole, part = pc.divide(ms, 1000), pc.modulo(ms, 1000)
+    ms = pc.divide(pc.add(micros, _int(500)), _int(1000))
+    whole, part = pc.divide(ms, _int(1000)), pc.modulo(ms, _int(1000))
     decimals = pc.utf8_rtrim(pc.utf8_lpad(integers(part), 3, "0"), "0")
-    text = join([integers(whole), pc.if_else(pc.equal(decimals, ""), "0", decimals)], ".")
+    zero = pc.if_else(pc.equal(decimals, _text("")), _text("0"), decimals)
+    text = join([integers(whole), zero], ".")
     # float rounding decides ties, negatives (-0.0) and ages-long spans: Python renders those
-    odd = pc.or_(pc.equal(pc.modulo(micros, 1000), 500), pc.less(micros, 0))
-    odd = pc.or_(odd, pc.greater_equal(micros, _MS_EXACT_BELOW))
+    odd = pc.or_(pc.equal(pc.modulo(micros, _int(1000)), _int(500)), pc.less(micros, _int(0)))
+    odd = pc.or_(odd, pc.greater_equal(micros, _int(_MS_EXACT_BELOW)))
     return _where(text, odd, _python(_duration_text), micros)
 
 
@@ -121,7 +137,7 @@ def _csv_quoted(values: pa.Array) -> Cells:
 @per_value
 def json_text(values: pa.Array) -> Cells:
     """Text cells as json.dumps writes them ('null' for None)."""
-    text = pc.fill_null(join(['"', values, '"']), "null")
+    text = pc.fill_null(join(['"', values, '"']), _text("null"))
     escaped = pc.match_substring_regex(values, _JSON_ESCAPED)
     return _where(text, escaped, _python(json.dumps), values)
 
@@ -158,15 +174,15 @@ def _rewritten(stored: pa.Array, rewrite: Rewrite | None, python: Callable[[Any]
         first = rows[0].as_py()
         names = _flat_keys(stored[first].as_py())
         if names is None:
-            odd = pc.replace_with_mask(odd, _one(len(stored), first), pa.array([True]))
-            pending = pc.replace_with_mask(pending, _one(len(stored), first), pa.array([False]))
+            odd = pc.replace_with_mask(odd, _one(len(stored), first), _TRUE)
+            pending = pc.replace_with_mask(pending, _one(len(stored), first), _FALSE)
             continue
         candidates = stored.filter(pending)
         if names:
             values = pc.extract_regex(candidates, _key_order_pattern(names))
             hits = pc.is_valid(values)
         else:  # '{}': nothing to extract
-            values, hits = pa.nulls(0, pa.struct([])), pc.equal(candidates, "{}")
+            values, hits = pa.nulls(0, pa.struct([])), pc.equal(candidates, _text("{}"))
         matched = pc.replace_with_mask(pending, pending, hits)
         if rewrite is not None:
             cells = rewrite(names)(values.filter(hits) if names else pc.filter(candidates, hits))
@@ -177,7 +193,10 @@ def _rewritten(stored: pa.Array, rewrite: Rewrite | None, python: Callable[[Any]
 
 def _one(size: int, row: int) -> pa.Array:
     """A mask of `size` rows with only `row` set."""
-    return pc.equal(pa.array(range(size), pa.int32()), row) if size else pa.array([], pa.bool_())
+    return pc.equal(pa.array(range(size), pa.int64()), _int(row)) if size else _NO_ROWS
+
+
+_TRUE, _FALSE, _NO_ROWS = (pa.array(values, pa.bool_()) for values in ([True], [False], []))
 
 
 def _flat_keys(text: str) -> list[str] | None:
@@ -258,7 +277,7 @@ def _cells(
 def csv_lines(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
     """The batch's runs as CSV lines (csv.writer's bytes: QUOTE_MINIMAL, CRLF, None as '')."""
     cells = _cells(batch, csv_text, csv_counters, iso_times)
-    columns = [pc.fill_null(cells[name], "") for name in fields]
+    columns = [pc.fill_null(cells[name], _text("")) for name in fields]
     columns[-1] = join([columns[-1], "\r\n"])
     return _bytes(join(columns, ","))
 
@@ -269,7 +288,7 @@ def json_records(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
     parts: list[Cells | str] = []
     for i, name in enumerate(fields):
         parts.append((",\n{" if i == 0 else ", ") + json.dumps(name) + ": ")
-        parts.append(pc.fill_null(cells[name], "null"))
+        parts.append(pc.fill_null(cells[name], _text("null")))
     parts.append("}")
     return _bytes(join(parts))
 

@@ -7,6 +7,8 @@ import hashlib
 import io
 import itertools
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from unittest.mock import patch
@@ -259,3 +261,40 @@ def test_filter_values_with_quotes_are_bound_not_spliced(engine: sa.Engine) -> N
     rows = csv_rows(export(engine, "csv", error_text="it's 'quoted'", jobs=("o'brien", "demo")))
     assert [row["error_message"] for row in rows] == ["it's 'quoted'; DROP TABLE run; --"]
     assert len(csv_rows(export(engine, "csv"))) == 2
+
+
+# An export in a process of its own, as `runwatch runs --format` and serve-api run one.
+EXPORT_PROCESS = """
+import sys
+from datetime import UTC, datetime
+from db.engine import make_engine
+from db.queries import RunFilters
+from reports.export import stream_export
+engine = make_engine(sys.argv[1])
+narrow = RunFilters(jobs=("demo",), since=datetime(2000, 1, 1, tzinfo=UTC), error_text="o")
+for fmt in ("csv", "json"):
+    for filters in (RunFilters(), narrow):
+        assert b"".join(stream_export(engine=engine, fmt=fmt, filters=filters))
+print("pandas" in sys.modules)
+"""
+
+
+def test_an_export_does_not_load_pandas(engine: sa.Engine) -> None:
+    # pyarrow loads pandas (about 45 MB) to check a Python value it converts unless told its type,
+    # and the ADBC DB-API modules load it too: an exporting CLI or API process has no use for it
+    with write_session(engine) as session:
+        for i, text in enumerate(AWKWARD_TEXT):  # rare cells, rendered by Python, included
+            make_run(
+                session,
+                job="demo",
+                error_message=text + "o",
+                counters=AWKWARD_COUNTERS[i % len(AWKWARD_COUNTERS)],
+                started_at=datetime(2026, 3, 1, tzinfo=UTC),
+                ended_at=datetime(2026, 3, 1, 0, 0, 1, 500, tzinfo=UTC),  # a tie: Python rounds
+            )
+    url = engine.url.render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-c", EXPORT_PROCESS, url], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -10,9 +10,12 @@ Either way the batches have SCHEMA: timestamps are timestamp[us] in UTC, counter
 
 from __future__ import annotations
 
+import importlib.abc
 import queue
+import sys
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,40 @@ from sqlmodel import col
 from db import driver
 from db.models import Run
 from db.queries.history import RunFilters, RunSort, order_clause, run_binds, run_where
+
+
+class _NoPandasHere(importlib.abc.MetaPathFinder):
+    """Fails `import pandas` in the thread that asks pyarrow whether pandas is there."""
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(self, name: str, *_: object) -> None:
+        if name == "pandas" and threading.get_ident() == self.thread:
+            raise ImportError("pandas is not loaded in this process")
+
+
+def _pyarrow_without_pandas() -> None:
+    """Tell pyarrow, where this process has not loaded pandas, that there is none to look for.
+
+    pyarrow asks once per process, on its first conversion of a Python value (an array, a
+    scalar, `pyarrow.dataset` as the ADBC DB-API loads it), whether pandas is installed, and
+    imports it to find out: 45 MB that an exporting CLI or API process has no use for, since no
+    value in it can be a pandas object. Where pandas is loaded (the app), pyarrow finds it as
+    before; once loaded later, `to_pandas` still imports it. Only this thread's import is
+    failed, for the one conversion, so no other thread can be refused pandas meanwhile.
+    """
+    if "pandas" in sys.modules:
+        return
+    finder = _NoPandasHere()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([], pa.int8())  # pyarrow's first conversion: it asks for pandas here
+    finally:
+        sys.meta_path.remove(finder)
+
+
+_pyarrow_without_pandas()
 
 # An export allocates and frees a few MB per batch. The C library's allocator hands that memory
 # back as the batches go; Arrow's default pool (mimalloc) keeps it: for 1M runs the exporting
@@ -121,7 +158,7 @@ def _query(binds: dict[str, Any], sort: RunSort) -> sa.Select[Any]:
 def _sqlite_batches(
     engine: sa.Engine, binds: dict[str, Any], sort: RunSort, rows: int
 ) -> Generator[pa.RecordBatch, None, None]:
-    import adbc_driver_sqlite.dbapi as adbc  # imported here: only SQLite exports need it
+    import adbc_driver_sqlite  # imported here: only SQLite exports need it
 
     statement = driver.compiled(
         engine.dialect, ("export", *binds, sort), lambda: _query(binds, sort)
@@ -130,10 +167,10 @@ def _sqlite_batches(
     # The driver infers each column's type from the first batch and fails on a later value of
     # another type: a first row of the right types (dropped below) keeps an all-NULL start typed.
     sql = f"SELECT * FROM ({_PROBE}) UNION ALL SELECT * FROM ({statement.sql})"
-    with adbc.connect(uri) as connection, connection.cursor() as cursor:
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(rows)})
-        cursor.execute(sql, statement.parameters(binds))
-        for i, batch in enumerate(cursor.fetch_record_batch()):
+    parameters = _parameters(statement.parameters(binds))
+    options = {"adbc.sqlite.query.batch_rows": str(rows)}
+    with _reader(adbc_driver_sqlite.connect(uri), sql, options, parameters) as reader:
+        for i, batch in enumerate(reader):
             yield _normalised(batch if i else batch.slice(1))
 
 
@@ -143,7 +180,7 @@ _PROBE = "SELECT " + ", ".join("0" if f.type == pa.int64() else "''" for f in SC
 def _postgres_batches(
     engine: sa.Engine, binds: dict[str, Any], sort: RunSort, rows: int
 ) -> Generator[pa.RecordBatch, None, None]:
-    import adbc_driver_postgresql.dbapi as adbc  # imported here: only PostgreSQL exports need it
+    import adbc_driver_postgresql  # imported here: only PostgreSQL exports need it
 
     statement = driver.compiled(
         engine.dialect, ("export", *binds, sort), lambda: _query(binds, sort)
@@ -154,15 +191,52 @@ def _postgres_batches(
         raw: Any = connection.connection.driver_connection
         sql = psycopg.ClientCursor(raw).mogrify(statement.sql, statement.parameters(binds))
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with adbc.connect(dsn) as connection, connection.cursor() as cursor:
-        cursor.adbc_statement.set_options(**{_PG_BATCH_BYTES: str(rows * _ROW_BYTES)})
-        cursor.execute(sql)
-        for batch in cursor.fetch_record_batch():
-            yield _normalised(batch)
+    options = {_PG_BATCH_BYTES: str(rows * _ROW_BYTES)}
+    with _reader(adbc_driver_postgresql.connect(dsn), sql, options) as reader:
+        yield from map(_normalised, reader)
 
 
 _PG_BATCH_BYTES = "adbc.postgresql.batch_size_hint_bytes"
 _ROW_BYTES = 250  # about what a run's exported columns take in a batch
+
+
+@contextmanager
+def _reader(
+    database: Any, sql: str, options: dict[str, str], parameters: pa.RecordBatch | None = None
+) -> Iterator[pa.RecordBatchReader]:
+    """The result of `sql` on an ADBC `database` (closed after), as a reader of its batches.
+
+    The drivers' low-level API, not their DB-API module: that one loads `pyarrow.dataset`, and
+    with it pandas (about 50 MB), where the export needs neither.
+    """
+    import adbc_driver_manager as adbc
+
+    with ExitStack() as resources:
+        resources.callback(database.close)
+        connection = adbc.AdbcConnection(database)
+        resources.callback(connection.close)
+        statement = adbc.AdbcStatement(connection)
+        resources.callback(statement.close)
+        statement.set_options(**options)
+        statement.set_sql_query(sql)
+        if parameters is not None and parameters.num_columns:
+            statement.bind(parameters)
+        stream, _ = statement.execute_query()
+        reader = pa.RecordBatchReader.from_stream(stream)
+        resources.callback(reader.close)
+        yield reader
+
+
+# the Arrow type of each Python type a compiled statement binds (db.driver._AS_IS)
+_BIND_TYPES = {int: pa.int64(), str: pa.string(), float: pa.float64(), bool: pa.bool_()}
+
+
+def _parameters(values: Sequence[Any] | dict[str, Any]) -> pa.RecordBatch:
+    """Positional statement parameters as the one-row batch ADBC binds, each typed from its value
+    (pyarrow's own inference would load pandas)."""
+    assert not isinstance(values, dict), "SQLite statements bind by position"
+    arrays = [pa.array([v], _BIND_TYPES.get(type(v), pa.null())) for v in values]
+    return pa.RecordBatch.from_arrays(arrays, names=[f"p{i}" for i in range(len(arrays))])
 
 
 def _normalised(batch: pa.RecordBatch) -> pa.RecordBatch:
