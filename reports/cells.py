@@ -58,11 +58,12 @@ def _python(fix: Callable[[Any], str]) -> Callable[[pa.Array], pa.Array]:
     return lambda values: pa.array([fix(value) for value in values.to_pylist()], pa.string())
 
 
-def join(parts: Sequence[Cells | str], sep: str = "") -> Cells:
-    """The element-wise concatenation of columns and constants (null in, null out)."""
-    return pc.binary_join_element_wise(
-        *[_text(p) if isinstance(p, str) else p for p in parts], _text(sep)
-    )
+def join(parts: Sequence[Cells | str], sep: str = "", nulls: str | None = None) -> Cells:
+    """The element-wise concatenation of columns and constants: null where a part is null, or
+    with `nulls` in place of a null part."""
+    options = None if nulls is None else pc.JoinOptions("replace", null_replacement=nulls)
+    texts = [_text(p) if isinstance(p, str) else p for p in parts]
+    return pc.binary_join_element_wise(*texts, _text(sep), options=options)
 
 
 # Constants go to the kernels as typed scalars: converting an untyped Python value, pyarrow
@@ -277,9 +278,9 @@ def _cells(
 def csv_lines(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
     """The batch's runs as CSV lines (csv.writer's bytes: QUOTE_MINIMAL, CRLF, None as '')."""
     cells = _cells(batch, csv_text, csv_counters, iso_times)
-    columns = [pc.fill_null(cells[name], _text("")) for name in fields]
-    columns[-1] = join([columns[-1], "\r\n"])
-    return _bytes(join(columns, ","))
+    columns = [cells[name] for name in fields]
+    columns[-1] = join([columns[-1], "\r\n"], nulls="")
+    return _bytes(join(columns, ",", nulls=""))
 
 
 def json_records(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
@@ -288,9 +289,9 @@ def json_records(batch: pa.RecordBatch, fields: Sequence[str]) -> bytes:
     parts: list[Cells | str] = []
     for i, name in enumerate(fields):
         parts.append((",\n{" if i == 0 else ", ") + json.dumps(name) + ": ")
-        parts.append(pc.fill_null(cells[name], _text("null")))
+        parts.append(cells[name])
     parts.append("}")
-    return _bytes(join(parts))
+    return _bytes(join(parts, nulls="null"))
 
 
 def _json_times(times: pa.Array) -> Cells:

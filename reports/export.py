@@ -108,6 +108,16 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
                 yield data
 
     def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """The batches as read, a slice of FORMAT_ROWS at a time, counted."""
         for batch in batches:
-            self.rows += batch.num_rows
-            yield batch
+            for start in range(0, batch.num_rows, FORMAT_ROWS):
+                part = batch.slice(start, FORMAT_ROWS)
+                self.rows += part.num_rows
+                yield part
+
+
+# Runs formatted at once. A formatting pass holds many times its output in intermediate columns,
+# so its size bounds the export's memory; the drivers read larger batches (BATCH_ROWS), which
+# they read faster. For 1M runs, 2,048 against 8,192 (and the reader one batch ahead, not two):
+# peak RSS 144-147 MB against 152-169 MB, at 5-8 % more time.
+FORMAT_ROWS = 2_048

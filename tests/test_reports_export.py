@@ -220,6 +220,9 @@ def test_batches_join_into_the_bytes_of_one_batch(engine: sa.Engine) -> None:
     for fmt, expected in (("csv", csv_bytes(runs)), ("json", json_bytes(runs))):
         with patch("db.queries.arrow.BATCH_ROWS", 4):
             assert export(engine, fmt) == expected
+        # batches read by 8, formatted by 3: slices start inside a batch
+        with patch("db.queries.arrow.BATCH_ROWS", 8), patch("reports.export.FORMAT_ROWS", 3):
+            assert export(engine, fmt) == expected
 
 
 def test_columns_empty_in_the_first_batch_take_values_later(engine: sa.Engine) -> None:
