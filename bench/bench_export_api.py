@@ -10,7 +10,8 @@ fresh database, then measures, one after the other in the same run:
 - the export in process (`reports.export.stream_export`, CSV then JSON, each in a fresh Python
   process so its peak RSS is its own);
 - `GET /api/etl/export.csv` from `runwatch serve-api` (its own process), with its peak RSS.
-Each figure prints as rows/s beside its baseline with the ratio, and against its goal: CSV >= 0.5x
+Each time is the fastest of REPEATS runs and each peak RSS the highest of them. Each figure prints
+as rows/s beside its baseline with the ratio, and against its goal: CSV >= 0.5x
 sqlite3 and >= 0.8x COPY, JSON >= 0.3x of those, peak RSS <= 150 MB, HTTP within 1.2x of in process.
 """
 
@@ -40,6 +41,7 @@ CSV_GOAL = {"sqlite": 0.5, "postgres": 0.8}  # the export's rows/s over the data
 JSON_SHARE = 0.3  # JSON's goal is this share of the CSV floor
 HTTP_GOAL = 1.2  # over HTTP at most this many times the in-process export's time
 ORDER = "ORDER BY created_at DESC, id DESC"  # the export's default order: newest first
+REPEATS = 2  # each time is the fastest of this many runs: a shared machine's noise only slows
 
 # In a fresh interpreter: one export to /dev/null, then its seconds and peak RSS as JSON.
 CHILD = """
@@ -154,6 +156,11 @@ def in_process(engine: sa.Engine, fmt: str) -> dict[str, float]:
     return result
 
 
+def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The fastest of several runs of one export, with the highest peak RSS of them."""
+    return min(runs, key=lambda run: run["seconds"]) | {"peak_mb": max(r["peak_mb"] for r in runs)}
+
+
 def over_http(engine: sa.Engine) -> tuple[int, float, float, float]:
     """Bytes, seconds, RSS before and peak RSS of the server for GET /api/etl/export.csv."""
     with api_process(engine.url.render_as_string(hide_password=False)) as server:
@@ -208,12 +215,15 @@ def bench_backend(backend: str, postgres_url: str, size: int, existing: str | No
     with seeded(backend, postgres_url, size, existing) as engine:
         with read_session(engine) as session:
             runs = count_runs(session=session)
-        # the faster of two: the first also reads the table into the page cache for all that follow
-        floor = runs / min(database_csv_seconds(engine) for _ in range(2))
+        # each the fastest of REPEATS (the first floor run also reads the table into the page
+        # cache for all that follow), with the highest peak RSS of them
+        floor = runs / min(database_csv_seconds(engine) for _ in range(REPEATS))
         plain = runs / plain_script_seconds(engine)
-        csv = in_process(engine, "csv")
-        js = in_process(engine, "json")
-        http_bytes, http_s, before, peak = over_http(engine)
+        csv = fastest([in_process(engine, "csv") for _ in range(REPEATS)])
+        js = fastest([in_process(engine, "json") for _ in range(REPEATS)])
+        https = [over_http(engine) for _ in range(REPEATS)]
+        http_bytes, http_s, before, _ = min(https, key=lambda figures: figures[1])
+        peak = max(figures[3] for figures in https)
         with read_session(engine) as session:
             audited = list_audit(session=session, action="export", limit=1)[0].details["rows"]
     assert audited == runs and http_bytes == csv["bytes"], "the exports are not whole"

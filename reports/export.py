@@ -103,9 +103,16 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
 
         chunks = csv_chunks if fmt == "csv" else json_chunks
         batches = run_batches(engine=engine, filters=filters, sort=sort, rows=BATCH_ROWS)
+        pending: list[bytes] = []
+        size = 0
         for data in chunks(self._counted(batches)):
-            if data:
-                yield data
+            pending.append(data)
+            size += len(data)
+            if size >= CHUNK_BYTES:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if size:
+            yield b"".join(pending)
 
     def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """The batches as read, a slice of FORMAT_ROWS at a time, counted."""
@@ -121,3 +128,8 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
 # they read faster. For 1M runs, 2,048 against 8,192 (and the reader one batch ahead, not two):
 # peak RSS 144-147 MB against 152-169 MB, at 5-8 % more time.
 FORMAT_ROWS = 2_048
+# Bytes handed on at once, at least (but the last): every chunk costs its consumer a call, and
+# over HTTP a hop from the event loop to a thread and back. A slice's bytes are 100-300 KB. For
+# 1M runs over HTTP (SQLite): 2.04-2.27 s with 256 KB, 2.25-2.93 s with every slice on its own;
+# 1 MB is no faster and holds 5 MB more.
+CHUNK_BYTES = 1 << 18

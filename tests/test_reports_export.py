@@ -223,6 +223,11 @@ def test_batches_join_into_the_bytes_of_one_batch(engine: sa.Engine) -> None:
         # batches read by 8, formatted by 3: slices start inside a batch
         with patch("db.queries.arrow.BATCH_ROWS", 8), patch("reports.export.FORMAT_ROWS", 3):
             assert export(engine, fmt) == expected
+        # slices handed on together, at least CHUNK_BYTES at a time but the last
+        with patch("reports.export.FORMAT_ROWS", 2), patch("reports.export.CHUNK_BYTES", 900):
+            chunks = list(stream_export(engine=engine, fmt=fmt))  # type: ignore[arg-type]
+        assert b"".join(chunks) == expected and len(chunks) > 2
+        assert all(len(chunk) >= 900 for chunk in chunks[:-1])
 
 
 def test_columns_empty_in_the_first_batch_take_values_later(engine: sa.Engine) -> None:
