@@ -35,7 +35,6 @@ from db.queries import (
     resume_run,
     write_session,
 )
-from db.queries.base import PG_EVENT_LOCK
 from db.settings import Settings, get_settings
 from etl.runner import Runner
 from etl.worker import Worker
@@ -149,7 +148,7 @@ def test_a_worker_stopped_past_the_orphan_timeout_loads_nothing_twice(
     silent = cli_process("worker")
     try:
         wait_until(lambda: stored(engine, old.id).offset >= 300, "the worker loaded 300")
-        stop_outside_a_transaction(silent, engine, old.id or 0)
+        stop_outside_a_transaction(silent, engine)
         sweeper = Worker(engine, settings)
         wait_until(lambda: old.id in sweeper.sweep_orphans(), "the run was failed as an orphan")
         with write_session(engine) as session:
@@ -169,21 +168,23 @@ def test_a_worker_stopped_past_the_orphan_timeout_loads_nothing_twice(
     assert b"lost it" in _stderr_so_far(silent)
 
 
-def stop_outside_a_transaction(
-    process: subprocess.Popen[bytes], engine: sa.Engine, run_id: int
-) -> None:
-    """SIGSTOP the worker at a moment it holds no lock the sweep needs (else the test would hang)."""
+def stop_outside_a_transaction(process: subprocess.Popen[bytes], engine: sa.Engine) -> None:
+    """SIGSTOP the worker at a moment it holds no lock the sweep or the resume needs (else the
+    test would wait for the stopped worker)."""
     for _ in range(100):
         process.send_signal(signal.SIGSTOP)
-        if _run_row_free(engine, run_id):
+        if _holds_no_lock(engine):
             return
         process.send_signal(signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError("the worker always held a lock")
 
 
-def _run_row_free(engine: sa.Engine, run_id: int) -> bool:
-    """Whether a writer could take the run's row now (SQLite: the write lock) without waiting."""
+def _holds_no_lock(engine: sa.Engine) -> bool:
+    """Whether the stopped worker holds no lock at all: the run's row, the event lock, or the rows
+    of a batch it has written but not committed (which the resume's upsert of the same keys would
+    wait for). SQLite: the write lock. PostgreSQL: none of its sessions is inside a transaction,
+    asked twice, so that a statement still on its way to the server is seen the second time."""
     if engine.dialect.name == "sqlite":
         with sqlite3.connect(engine.url.database or "", timeout=0.2) as probe:
             try:
@@ -192,22 +193,21 @@ def _run_row_free(engine: sa.Engine, run_id: int) -> bool:
                 return False
             probe.rollback()
             return True
+    if not _no_open_transaction(engine):
+        return False
+    time.sleep(0.05)
+    return _no_open_transaction(engine)
+
+
+def _no_open_transaction(engine: sa.Engine) -> bool:
+    """Whether no other session of the test's database is inside a transaction."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        " AND xact_start IS NOT NULL"
+    )
     with engine.connect() as connection:
-        try:
-            connection.execute(
-                sa.text("SELECT id FROM run WHERE id = :id FOR UPDATE NOWAIT"), {"id": run_id}
-            )
-            # a worker stopped between an event insert and its commit holds the event lock,
-            # which every other writer of events waits for
-            return bool(
-                connection.execute(
-                    sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_EVENT_LOCK}
-                ).scalar()
-            )
-        except sa.exc.OperationalError:
-            return False
-        finally:
-            connection.rollback()
+        return connection.execute(query).scalar() == 0
 
 
 def woke_up(process: subprocess.Popen[bytes], engine: sa.Engine, old: Run) -> bool:
