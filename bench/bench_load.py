@@ -250,6 +250,16 @@ def reruns(log: Path, since: float, until_ts: float) -> list[tuple[float, float,
     return rows
 
 
+def collections(log: Path, since: float, until_ts: float) -> list[tuple[float, int]]:
+    """The probe's passes of the garbage collector in [since, until_ts): (seconds, generation)."""
+    rows = []
+    for line in log.with_name(log.name + ".gc").read_text().splitlines():
+        at, took, generation = line.split()
+        if since <= float(at) < until_ts:
+            rows.append((float(took), int(generation)))
+    return rows
+
+
 def say(text: str) -> None:
     """Print a line at once: a long benchmark shows where it is while it runs."""
     print(text, flush=True)
@@ -262,6 +272,7 @@ class PagesRound:
     asked: int  # sessions asked for
     loads: list[float] = field(default_factory=list)  # seconds each open page took to draw Home
     reruns: list[tuple[float, float, str, int]] = field(default_factory=list)
+    collections: list[tuple[float, int]] = field(default_factory=list)  # the server's GC passes
     seconds: float = 0.0  # length of the measured window
     failure: str = ""  # why fewer pages were opened than asked, if so
 
@@ -322,6 +333,7 @@ def measure(
     finally:
         result.seconds = time.time() - began
         result.reruns = reruns(log, began, time.time())
+        result.collections = collections(log, began, time.time())
         for meter in meters.values():
             meter.stop()
 
@@ -428,7 +440,20 @@ def report_pages(
     say(f"{tag} rerun p50 {percentile(times, 0.5):.1f} ms")
     p95 = percentile(times, 0.95)
     say(f"{tag} rerun p95 {p95:.1f} ms   {verdict(p95, RERUN_GOAL_MS)}")
+    report_collections(tag, many)
     report_queries(tag, opened, one, many)
+
+
+def report_collections(tag: str, many: PagesRound) -> None:
+    """The server's garbage-collector passes in the window: each holds the GIL, so every rerun
+    under way waits for it; the full ones (generation 2) are what the p95 meets."""
+    for generation, name in ((2, "full"), (1, "generation 1")):
+        pauses = [took * 1000 for took, g in many.collections if g == generation]
+        if pauses:
+            say(
+                f"{tag} GC {name} passes: {len(pauses)}, p50 {percentile(pauses, 0.5):.0f} ms,"
+                f" max {max(pauses):.0f} ms, {sum(pauses) / 1000:.1f} s in all"
+            )
 
 
 def report_queries(tag: str, opened: int, one: PagesRound, many: PagesRound) -> None:

@@ -5,6 +5,7 @@
 Every script run of every session appends `<unix time> <seconds> <how it ended> <queries>` to the
 log, where `queries` counts every statement any psycopg cursor of the server has executed so far
 (the ORM's and the bare driver's reads alike), so a benchmark can relate queries to ticks.
+Every pass of the garbage collector appends `<unix time> <seconds> <generation>` to `<log>.gc`.
 
 With RUNWATCH_PROBE_PROFILE=stats.prof every script run is also profiled (cProfile, in its own
 thread) and the sum of all of them is written to that file when the server stops:
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -86,8 +88,22 @@ def _timed(init: Any) -> Any:
     return wrapper
 
 
+_gc_log = open(os.environ["RUNWATCH_PROBE_LOG"] + ".gc", "a", buffering=1)  # noqa: SIM115 (as _log)
+_gc_started = [0.0]
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    """Log each pass of the garbage collector (it holds the GIL: every session waits for it)."""
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        took = time.perf_counter() - _gc_started[0]
+        _gc_log.write(f"{time.time():.3f} {took:.4f} {info['generation']}\n")
+
+
 def main() -> None:
     """Install the probe, then hand over to `streamlit run`."""
+    gc.callbacks.append(_on_gc)
     psycopg.Cursor.execute = _counted(psycopg.Cursor.execute)  # type: ignore[method-assign]
     ScriptRunner.__init__ = _timed(ScriptRunner.__init__)  # type: ignore[method-assign]
     if profile := os.environ.get("RUNWATCH_PROBE_PROFILE"):
