@@ -49,9 +49,11 @@ CUT_OFF = """() => {
 
 LOADED = """() => !document.querySelector('[data-testid="stSkeleton"]')"""
 
-CELLS_DRAWN = (
-    """() => !!document.querySelector('[data-testid="stDataFrame"] td[role="gridcell"]')"""
-)
+CELLS_DRAWN = """() => {
+  const grid = document.querySelector('[data-testid="stDataFrame"]');
+  return !!grid && !!grid.querySelector('td[role="gridcell"]')
+    && !!grid.querySelector('th[role="columnheader"]');
+}"""
 # The first grid's full and visible widths, the columns it draws (it keeps an accessible table of
 # the cells in view: a column scrolled out of view is not in it) and, for column `index` drawn
 # `width` pixels wide (aria-colindex counts from 1, the checkboxes' column not), the most lines any of its cells in view needs, its words wrapped in the
@@ -108,7 +110,8 @@ def check_history_grid(page: Any) -> None:
     view fits the three lines its wrapped rows hold."""
     widths = [int(column["width"]) for column in HISTORY_COLUMNS.values()]
     error = list(HISTORY_COLUMNS).index("Error")
-    # the accessible table is drawn after the canvas, inside it (where locators do not look)
+    # the accessible table is drawn after the canvas, inside it (where locators do not look),
+    # and its header row may come a moment after its cells
     page.wait_for_function(CELLS_DRAWN, timeout=WAIT_MS)
     grid = page.evaluate(GRID, [error, widths[error]])
     marker = grid["full"] - sum(widths)  # the checkboxes' column's width
