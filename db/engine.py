@@ -34,7 +34,7 @@ def make_engine(url: str) -> sa.Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return _postgres_engine(url)
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -71,6 +71,24 @@ def _sqlite_engine(url: str) -> sa.Engine:
         # waits its turn instead of failing with SQLITE_BUSY halfway.
         write = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    timeout_ms = round(get_settings().idle_transaction_timeout_s * 1000)
+    if not timeout_ms:
+        return engine
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # A process stopped inside a transaction (frozen, or cut off from the server) holds the
+        # rows its batch wrote until its session ends; unbounded, the run resumed after it waits
+        # on them for good. No transaction of ours waits between statements for long: a batch's
+        # extract and transform happen before it begins, deliveries and downloads outside one.
+        dbapi_connection.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        dbapi_connection.commit()
 
     return engine
 

@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     orphan_timeout_s: float = Field(
         60.0, gt=0, description="A running run whose heartbeat is older than this is interrupted."
     )
+    idle_transaction_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        description="PostgreSQL ends a session of Runwatch's that has kept a transaction open "
+        "without a statement for longer than this (a process frozen or cut off mid-batch), so "
+        "the row locks it held no longer hold up the resumed run; 0 leaves it to the server.",
+    )
     progress_interval_s: float = Field(
         1.0, ge=0, description="Least seconds between two progress events of one run."
     )

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from db import driver
-from db.engine import MAX_IDLE_READERS, read_connections
+from db.engine import MAX_IDLE_READERS, make_engine, read_connections
 from db.models import Run, RunEvent, RunRow
 from db.queries import (
     RunFilters,
@@ -24,6 +24,7 @@ from db.queries import (
     read_session,
     write_session,
 )
+from tests.conftest import configure
 from tests.factories import make_run
 
 
@@ -159,6 +160,24 @@ def test_kept_read_connections_recover_when_the_server_drops_them(engine: sa.Eng
         )
     with read_session(engine) as session:
         assert [line.message for line in list_events(session=session)] == ["before the restart"]
+
+
+@pytest.mark.postgres_only  # SQLite has no sessions to end
+def test_every_connection_has_idle_transactions_ended_by_the_server(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    show = sa.text("SHOW idle_in_transaction_session_timeout")
+    with engine.connect() as connection:
+        assert connection.execute(show).scalar() == "1min"  # the default, 60 s
+    kept = read_connections(engine).take()  # the hot reads' connections come from the same pool
+    assert kept.execute(show.text).fetchone()[0] == "1min"
+    kept.close()
+    for value, shown in (("2.5", "2500ms"), ("0", "0")):
+        configure(monkeypatch, {"IDLE_TRANSACTION_TIMEOUT_S": value})
+        other = make_engine(engine.url.render_as_string(hide_password=False))
+        with other.connect() as connection:
+            assert connection.execute(show).scalar() == shown
+        other.dispose()
 
 
 def test_disposing_the_engine_closes_kept_read_connections(engine: sa.Engine) -> None:

@@ -8,6 +8,7 @@ worker's later batches, events and end never land, and that a resume loads every
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -141,6 +142,28 @@ def test_a_lost_run_logs_nothing_more(engine: sa.Engine, settings: Settings) -> 
 def test_a_worker_stopped_past_the_orphan_timeout_loads_nothing_twice(
     engine: sa.Engine, settings: Settings
 ) -> None:
+    stopped_swept_and_woken(engine, settings, stop_outside_a_transaction)
+
+
+@pytest.mark.faults
+@pytest.mark.postgres_only  # SQLite has one writer at a time: a frozen one stops every writer
+@pytest.mark.timeout(FAULT_TIMEOUT_S)
+def test_a_worker_frozen_inside_a_batch_holds_up_the_resume_only_until_the_server_ends_it(
+    engine: sa.Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(monkeypatch, {"IDLE_TRANSACTION_TIMEOUT_S": "3"})  # the worker's, by its environment
+    # its uncommitted rows are the resume's next: without the server's timeout it would wait for good
+    stopped_swept_and_woken(engine, settings, stop_inside_a_transaction, under_way_within=60)
+
+
+def stopped_swept_and_woken(
+    engine: sa.Engine,
+    settings: Settings,
+    stop: Callable[[subprocess.Popen[bytes], sa.Engine], None],
+    under_way_within: float = 120,
+) -> None:
+    """A worker process `stop`ped mid-run past the orphan timeout; the run swept, resumed by
+    another worker; the stopped one woken: every record loaded once, the old worker lost it."""
     total = 3000
     with write_session(engine) as session:
         params = {"total": total, "batch_size": 50, "delay_ms": 40}
@@ -148,14 +171,18 @@ def test_a_worker_stopped_past_the_orphan_timeout_loads_nothing_twice(
     silent = cli_process("worker")
     try:
         wait_until(lambda: stored(engine, old.id).offset >= 300, "the worker loaded 300")
-        stop_outside_a_transaction(silent, engine)
+        stop(silent, engine)
         sweeper = Worker(engine, settings)
         wait_until(lambda: old.id in sweeper.sweep_orphans(), "the run was failed as an orphan")
         with write_session(engine) as session:
             resumed = resume_run(session=session, run_id=old.id or 0)
         other = threading.Thread(target=sweeper.run_once)
         other.start()
-        wait_until(lambda: stored(engine, resumed.id).offset > 600, "the resume is under way")
+        wait_until(
+            lambda: stored(engine, resumed.id).offset > 600,
+            "the resume is under way",
+            under_way_within,
+        )
         silent.send_signal(signal.SIGCONT)  # wakes up mid-batch, both workers now "run" it
         other.join(FAULT_TIMEOUT_S)
         assert stored(engine, resumed.id).status == RunStatus.FINISHED
@@ -166,6 +193,20 @@ def test_a_worker_stopped_past_the_orphan_timeout_loads_nothing_twice(
         silent.wait(60)
     assert_exactly_once(engine, old, resumed, total)
     assert b"lost it" in _stderr_so_far(silent)
+
+
+def stop_inside_a_transaction(process: subprocess.Popen[bytes], engine: sa.Engine) -> None:
+    """SIGSTOP the worker at a moment one of its sessions has written in a transaction it has not
+    ended (asked twice, 50 ms apart, so that a COMMIT on its way is not taken for one)."""
+    for _ in range(400):
+        process.send_signal(signal.SIGSTOP)
+        if _in_a_transaction(engine, written=True):
+            time.sleep(0.05)
+            if _in_a_transaction(engine, written=True):
+                return
+        process.send_signal(signal.SIGCONT)
+        time.sleep(random.uniform(0.005, 0.03))
+    raise AssertionError("the worker was never stopped inside a transaction")
 
 
 def stop_outside_a_transaction(process: subprocess.Popen[bytes], engine: sa.Engine) -> None:
@@ -193,21 +234,22 @@ def _holds_no_lock(engine: sa.Engine) -> bool:
                 return False
             probe.rollback()
             return True
-    if not _no_open_transaction(engine):
+    if _in_a_transaction(engine):
         return False
     time.sleep(0.05)
-    return _no_open_transaction(engine)
+    return not _in_a_transaction(engine)
 
 
-def _no_open_transaction(engine: sa.Engine) -> bool:
-    """Whether no other session of the test's database is inside a transaction."""
+def _in_a_transaction(engine: sa.Engine, *, written: bool = False) -> bool:
+    """Whether another session of the test's database is inside a transaction (`written`: one
+    that has written something)."""
     query = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        " AND xact_start IS NOT NULL"
+        f" AND {'backend_xid' if written else 'xact_start'} IS NOT NULL"
     )
     with engine.connect() as connection:
-        return connection.execute(query).scalar() == 0
+        return bool(connection.execute(query).scalar())
 
 
 def woke_up(process: subprocess.Popen[bytes], engine: sa.Engine, old: Run) -> bool:
