@@ -416,6 +416,11 @@ class Alert(SQLModel, table=True):
     status: str = Field(default="pending", max_length=10)  # pending | sent | failed | app
     created_at: datetime = _ts(nullable=False)
     read_at: datetime | None = _ts(index=True)  # when someone marked it read in the app
+    # when a worker last took its delivery on; a pending alert claimed longer ago than a delivery
+    # can take lost its deliverer, and the next check takes it over (etl.alerts.delivery_lease)
+    claimed_at: datetime | None = _ts()
+
+    __table_args__ = (sa.Index("ix_alert_status_claimed", "status", "claimed_at"),)
 
 
 class AlertDelivery(SQLModel, table=True):

@@ -25,6 +25,7 @@ from db.queries import (
     Percentiles,
     StatsScope,
     advance_cursor,
+    any_stale_claims,
     duration_percentiles,
     ended_runs,
     insert_alerts,
@@ -33,6 +34,7 @@ from db.queries import (
     list_rules,
     quiet_runs,
     read_session,
+    reclaim_alerts,
     write_session,
 )
 from db.queries.stats import short_seconds
@@ -78,6 +80,16 @@ def describe(rule: AlertRule) -> str:
 def applies(rule: AlertRule, job: str) -> bool:
     """Whether the rule watches `job` (a rule without a job watches every job)."""
     return rule.job is None or rule.job == job
+
+
+def delivery_lease(settings: Settings) -> timedelta:
+    """How long a pending alert stays the delivery of the worker that claimed it: twice the longest
+    a delivery can take (every attempt using its whole timeout, with the waits between them), and
+    a check interval more. Past it, another worker's check takes the alert over."""
+    attempts = settings.alert_retries + 1
+    waits = settings.alert_backoff_s * (2**settings.alert_retries - 1)
+    longest = attempts * settings.alert_timeout_s + waits
+    return timedelta(seconds=2 * longest + settings.alert_check_s)
 
 
 def raise_alert(
@@ -143,7 +155,9 @@ class AlertChecker:
         self.dispatcher.close()
 
     def check(self) -> list[Alert]:
-        """Raise the alerts of every enabled rule's new events; return those this worker raised."""
+        """Raise the alerts of every enabled rule's new events; return those this worker raised.
+        First take over the alerts whose deliverer died before finishing (see `take_over`)."""
+        self.take_over()
         now = self.clock()
         with read_session(self.engine) as session:
             rules = list_rules(session=session, enabled_only=True)
@@ -163,6 +177,21 @@ class AlertChecker:
             if alert.channel != Channel.APP:
                 self.dispatcher.submit(alert)
         return raised
+
+    def take_over(self) -> list[Alert]:
+        """Deliver the alerts left pending longer than a delivery can take: the worker that raised
+        them died or lost the database first. Each is taken by one worker only; return those."""
+        now = utcnow()  # a claim's age is real time, whatever clock the checks run on
+        before = now - delivery_lease(self.settings)
+        with read_session(self.engine) as session:
+            if not any_stale_claims(session=session, claimed_before=before):
+                return []
+        with write_session(self.engine) as session:
+            taken = reclaim_alerts(session=session, claimed_before=before, now=now)
+        for alert in taken:
+            log.warning("alert #%s was left undelivered by its worker; delivering it", alert.id)
+            self.dispatcher.submit(alert)
+        return taken
 
     def _find(
         self, session: Session, rules: list[AlertRule], now: datetime

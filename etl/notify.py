@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 import sqlalchemy as sa
 
-from db.models import Alert, AlertDelivery, Channel
-from db.queries import BadParams, record_delivery, write_session
+from db.models import Alert, AlertDelivery, Channel, utcnow
+from db.queries import BadParams, record_delivery, renew_claim, write_session
 from db.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -214,10 +214,21 @@ class Dispatcher:
 
     def _deliver(self, alert: Alert) -> list[AlertDelivery]:
         try:
+            if not self._still_ours(alert):
+                return []
             return deliver(self.engine, self.settings, alert)
         except Exception:  # a delivery thread never dies of one alert
             log.exception("alert #%s could not be delivered", alert.id)
             return []
+
+    def _still_ours(self, alert: Alert) -> bool:
+        """Renew this worker's claim on `alert` as its delivery begins. An alert that waited here
+        past its lease may have been taken over by another worker, which then delivers it."""
+        with write_session(self.engine) as session:
+            if renew_claim(session=session, alert=alert, now=utcnow()):
+                return True
+        log.info("alert #%s: taken over by another worker before its delivery began", alert.id)
+        return False
 
     def close(self) -> None:
         """Finish the deliveries under way and queued (each bounded by its timeouts), then stop."""

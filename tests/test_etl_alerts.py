@@ -23,17 +23,19 @@ from db.models import Alert, AlertDelivery, AuditEvent, EventKind, Run, RunStatu
 from db.queries import (
     alert_channel_status,
     delivery_counts,
+    insert_alerts,
     list_alerts,
     read_session,
+    reclaim_alerts,
     run_state_event,
     unread_count,
     write_session,
 )
 from db.settings import Settings
 from etl import commands
-from etl.alerts import AlertChecker
+from etl.alerts import AlertChecker, delivery_lease
 from etl.commands import Caller, Source
-from etl.notify import SIGNATURE, TIMESTAMP, deliver
+from etl.notify import SIGNATURE, TIMESTAMP, Dispatcher, deliver
 from etl.worker import Worker
 from tests.alerting import PASSWORD, USER, closed_port_url, smtp_server, webhook_receiver
 from tests.factories import make_run
@@ -158,6 +160,82 @@ def test_a_receiver_that_is_down_never_blocks_a_run(engine: sa.Engine, fast: Set
         counts = delivery_counts(session=session)
     assert (status.channel, status.target, status.ok) == ("webhook", down, False)
     assert counts == {("webhook", False): 3}
+
+
+# ---------------------------------------------------------------- a deliverer that died
+
+
+def left_pending(engine: sa.Engine, url: str, claimed_ago: timedelta, run_id: int = 1) -> Alert:
+    """A webhook alert whose worker raised and claimed it `claimed_ago`, then stopped for good."""
+    raised = Alert(
+        dedup_key=f"r1:failed:run:{run_id}",
+        kind="failed",
+        job="demo",
+        run_id=run_id,
+        channel="webhook",
+        target=url,
+        message=f"Run #{run_id} of demo failed",
+        created_at=utcnow() - claimed_ago,
+    )
+    with write_session(engine) as session:
+        [stored] = insert_alerts(session=session, alerts=[raised])
+    assert stored.claimed_at == stored.created_at
+    return stored
+
+
+def test_an_alert_its_worker_left_undelivered_is_delivered_by_the_next_check_once(
+    engine: sa.Engine, fast: Settings
+) -> None:
+    lease = delivery_lease(fast)
+    with webhook_receiver() as hook:
+        lost = left_pending(engine, hook.url, lease * 1.5, run_id=1)
+        busy = left_pending(engine, hook.url, lease / 2, run_id=2)  # its worker may be at it
+        assert check(engine, fast) == []  # nothing new raised (there is no rule)...
+        check(engine, fast)  # ... and a second check finds nothing more to take over
+    [(_, body)] = hook.requests
+    assert json.loads(body)["run_id"] == 1
+    by_id = {alert.id: alert for alert in alerts(engine)}
+    assert by_id[lost.id].status == "sent" and by_id[busy.id].status == "pending"
+    assert by_id[lost.id].claimed_at > lost.claimed_at
+    assert [(d.alert_id, d.ok) for d in deliveries(engine)] == [(lost.id, True)]
+
+
+def test_of_two_workers_taking_over_at_once_one_delivers(engine: sa.Engine, fast: Settings) -> None:
+    with webhook_receiver() as hook:
+        left_pending(engine, hook.url, delivery_lease(fast) * 2)
+        checkers = [AlertChecker(engine, fast) for _ in range(2)]
+        start, taken = threading.Barrier(2), []
+
+        def take_over(checker: AlertChecker) -> None:
+            start.wait()
+            taken.extend(checker.take_over())
+
+        threads = [threading.Thread(target=take_over, args=(c,)) for c in checkers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for checker in checkers:
+            checker.dispatcher.close()
+    assert len(taken) == 1 and len(hook.requests) == 1
+    assert [alert.status for alert in alerts(engine)] == ["sent"]
+
+
+def test_an_alert_taken_over_while_queued_is_left_to_the_worker_that_took_it(
+    engine: sa.Engine, fast: Settings
+) -> None:
+    with webhook_receiver() as hook:
+        queued = left_pending(engine, hook.url, delivery_lease(fast) * 2)
+        with write_session(engine) as session:  # another worker's check, meanwhile
+            [other] = reclaim_alerts(
+                session=session, claimed_before=utcnow() - delivery_lease(fast), now=utcnow()
+            )
+        dispatcher = Dispatcher(engine, fast)
+        assert dispatcher.submit(queued).result() == []  # the first worker gets to it: not its own
+        dispatcher.close()
+    assert hook.requests == []
+    [alert] = alerts(engine)
+    assert alert.status == "pending" and alert.claimed_at == other.claimed_at
 
 
 # ---------------------------------------------------------------- e-mail
@@ -357,6 +435,32 @@ def wait_until(done: Callable[[], bool], deadline_s: float = 60) -> None:
     while not done():
         assert time.monotonic() < deadline, "gave up waiting"
         time.sleep(0.05)
+
+
+def test_0013_claims_the_pending_alerts_when_they_were_raised_and_downgrades(
+    database_url: str,
+) -> None:
+    from alembic import command
+
+    from db.engine import WRITE_OPTION, make_engine
+    from db.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    config = alembic_config()
+    with engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0012")
+        for key, status in (("r1:a", "pending"), ("r1:b", "sent")):
+            conn.exec_driver_sql(
+                "INSERT INTO alert (dedup_key, kind, channel, target, message, status, created_at)"
+                f" VALUES ('{key}', 'failed', 'webhook', '', '', '{status}', '2026-01-01')"
+            )
+        command.upgrade(config, "0013")
+        claims = "SELECT status, claimed_at = created_at FROM alert ORDER BY id"
+        assert conn.exec_driver_sql(claims).all() == [("pending", True), ("sent", None)]
+        command.downgrade(config, "0012")
+        assert "claimed_at" not in {c["name"] for c in sa.inspect(conn).get_columns("alert")}
+    engine.dispose()
 
 
 def test_0011_starts_the_cursor_at_the_newest_event_and_downgrades(database_url: str) -> None:

@@ -85,6 +85,8 @@ def insert_alerts(*, session: Session, alerts: Sequence[Alert]) -> list[Alert]:
     table = Alert.__table__  # type: ignore[attr-defined]
     added = []
     for alert in alerts:
+        if alert.status == "pending" and alert.claimed_at is None:
+            alert.claimed_at = alert.created_at  # its raiser's to deliver (see reclaim_alerts)
         values = alert.model_dump(exclude={"id"})
         statement = insert(table).values(values).on_conflict_do_nothing()
         new_id = session.execute(statement.returning(table.c.id)).scalar_one_or_none()
@@ -92,6 +94,46 @@ def insert_alerts(*, session: Session, alerts: Sequence[Alert]) -> list[Alert]:
             alert.id = new_id
             added.append(alert)
     return added
+
+
+def _stale(claimed_before: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(col(Alert.status) == "pending", col(Alert.claimed_at) < claimed_before)
+
+
+def any_stale_claims(*, session: Session, claimed_before: datetime) -> bool:
+    """Whether an alert is pending under a claim older than `claimed_before` (an index read)."""
+    query = sa.select(col(Alert.id)).where(_stale(claimed_before)).limit(1)
+    return session.execute(query).first() is not None
+
+
+def reclaim_alerts(*, session: Session, claimed_before: datetime, now: datetime) -> list[Alert]:
+    """Take over the alerts pending under a claim older than `claimed_before` (their deliverer died
+    or lost the database before storing how the delivery went): each is claimed anew at `now` by one
+    UPDATE, so of any number of workers exactly one gets it back (PostgreSQL re-checks the
+    condition on a row another worker has just claimed; SQLite has one writer at a time)."""
+    table = Alert.__table__  # type: ignore[attr-defined]
+    statement = (
+        sa.update(table).where(_stale(claimed_before)).values(claimed_at=now).returning(*table.c)
+    )
+    return [Alert(**row._mapping) for row in session.execute(statement)]
+
+
+def renew_claim(*, session: Session, alert: Alert, now: datetime) -> bool:
+    """Claim `alert` anew at `now` if it is still pending under the claim its holder was given;
+    False when another worker has taken it over meanwhile (or it was delivered)."""
+    statement = (
+        sa.update(Alert)
+        .where(
+            col(Alert.id) == alert.id,
+            col(Alert.status) == "pending",
+            col(Alert.claimed_at) == alert.claimed_at,
+        )
+        .values(claimed_at=now)
+    )
+    if session.connection().execute(statement).rowcount != 1:
+        return False
+    alert.claimed_at = now
+    return True
 
 
 def record_delivery(*, session: Session, delivery: AlertDelivery, status: str | None) -> None:
