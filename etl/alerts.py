@@ -156,20 +156,23 @@ class AlertChecker:
 
     def check(self) -> list[Alert]:
         """Raise the alerts of every enabled rule's new events; return those this worker raised.
-        First take over the alerts whose deliverer died before finishing (see `take_over`)."""
-        self.take_over()
+        Also take over the alerts whose deliverer died before finishing (see `take_over`)."""
         now = self.clock()
+        found: list[Alert] = []
+        cursor = None
         with read_session(self.engine) as session:
+            left = any_stale_claims(session=session, claimed_before=self._lease_ended())
             rules = list_rules(session=session, enabled_only=True)
-            if not rules:
-                return []
-            found, cursor = self._find(session, rules, now)
-            known = known_keys(session=session, keys=[alert.dedup_key for alert in found])
-            unseen = [alert for alert in found if alert.dedup_key not in known]
-        if not unseen and cursor is None:
+            if rules:
+                found, cursor = self._find(session, rules, now)
+                known = known_keys(session=session, keys=[alert.dedup_key for alert in found])
+                found = [alert for alert in found if alert.dedup_key not in known]
+        if left:
+            self.take_over()
+        if not found and cursor is None:
             return []
         with write_session(self.engine) as session:
-            raised = insert_alerts(session=session, alerts=unseen)
+            raised = insert_alerts(session=session, alerts=found)
             if cursor is not None:
                 advance_cursor(session=session, to=cursor)
         for alert in raised:
@@ -178,16 +181,18 @@ class AlertChecker:
                 self.dispatcher.submit(alert)
         return raised
 
+    def _lease_ended(self) -> datetime:
+        """Claims older than this have outlived any delivery (real time, whatever clock the checks
+        run on: a claim's age is how long its worker has been silent)."""
+        return utcnow() - delivery_lease(self.settings)
+
     def take_over(self) -> list[Alert]:
         """Deliver the alerts left pending longer than a delivery can take: the worker that raised
         them died or lost the database first. Each is taken by one worker only; return those."""
-        now = utcnow()  # a claim's age is real time, whatever clock the checks run on
-        before = now - delivery_lease(self.settings)
-        with read_session(self.engine) as session:
-            if not any_stale_claims(session=session, claimed_before=before):
-                return []
         with write_session(self.engine) as session:
-            taken = reclaim_alerts(session=session, claimed_before=before, now=now)
+            taken = reclaim_alerts(
+                session=session, claimed_before=self._lease_ended(), now=utcnow()
+            )
         for alert in taken:
             log.warning("alert #%s was left undelivered by its worker; delivering it", alert.id)
             self.dispatcher.submit(alert)

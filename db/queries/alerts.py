@@ -96,14 +96,18 @@ def insert_alerts(*, session: Session, alerts: Sequence[Alert]) -> list[Alert]:
     return added
 
 
-def _stale(claimed_before: datetime) -> sa.ColumnElement[bool]:
+def _stale(claimed_before: Any) -> sa.ColumnElement[bool]:
     return sa.and_(col(Alert.status) == "pending", col(Alert.claimed_at) < claimed_before)
 
 
 def any_stale_claims(*, session: Session, claimed_before: datetime) -> bool:
-    """Whether an alert is pending under a claim older than `claimed_before` (an index read)."""
-    query = sa.select(col(Alert.id)).where(_stale(claimed_before)).limit(1)
-    return session.execute(query).first() is not None
+    """Whether an alert is pending under a claim older than `claimed_before` (one index read on
+    the bare driver: every alert check of every worker asks)."""
+
+    def query() -> sa.ClauseElement:
+        return sa.select(col(Alert.id)).where(_stale(sa.bindparam("before"))).limit(1)
+
+    return bool(driver.read(session, "alert_stale_claims", query, {"before": claimed_before}))
 
 
 def reclaim_alerts(*, session: Session, claimed_before: datetime, now: datetime) -> list[Alert]:
