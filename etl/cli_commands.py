@@ -7,6 +7,8 @@ Apart from the parser because this is where the database, the jobs and the runne
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import io
 import logging
 import os
 import signal
@@ -422,6 +424,8 @@ def cmd_worker(args: argparse.Namespace, engine: sa.Engine) -> int:
     from etl.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with suppress(io.UnsupportedOperation):  # a stderr that is no file (captured) cannot take it
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every thread's stack
     worker = Worker(engine, get_settings())
     worker.runner.on_progress = _log_outcome
     with stop_on_signals(worker):

@@ -16,7 +16,7 @@ from etl.cli import main
 from tests.alerting import closed_port_url, webhook_receiver
 from tests.conftest import configure
 from tests.test_etl_alerts import ADMIN, FAILING, alerts, deliveries, verified, wait_until
-from tests.test_etl_cli import cli_process
+from tests.test_etl_cli import cli_process, exited
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -50,7 +50,7 @@ def test_three_worker_processes_send_a_failures_alert_once(
             for worker in workers:
                 worker.send_signal(signal.SIGTERM)
             for worker in workers:
-                worker.wait(timeout=60)
+                exited(worker)
     assert len(alerts(engine)) == 1 and len(deliveries(engine)) == 1
     [(headers, body)] = hook.requests
     assert verified(headers, body) and json.loads(body)["kind"] == "failed"

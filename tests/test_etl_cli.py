@@ -68,6 +68,21 @@ def cli_process(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
+def exited(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    """The exit code of a stopping `runwatch worker`; one still running after `timeout` prints
+    every thread's stack (SIGUSR1) into the failure, then is killed."""
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        process.kill()
+        stderr = process.communicate()[1].decode(errors="replace")
+        raise AssertionError(
+            f"still running {timeout:g} s after SIGTERM:\n{stderr[-8000:]}"
+        ) from None
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
     """Run `python -m etl ARGS` to its end."""
     process = cli_process(*args)
