@@ -242,22 +242,22 @@ def _healthy(url: str) -> bool:
 
 def reruns(log: Path, since: float, until_ts: float) -> list[tuple[float, float, str, int]]:
     """The probe's script runs that ended in [since, until_ts): (time, seconds, ending, queries)."""
-    rows = []
-    for line in log.read_text().splitlines():
-        at, took, ending, queries = line.split()
-        if since <= float(at) < until_ts:
-            rows.append((float(at), float(took), ending, int(queries)))
-    return rows
+    return [
+        (float(at), float(took), ending, int(queries))
+        for at, took, ending, queries in _logged(log, since, until_ts)
+    ]
 
 
 def collections(log: Path, since: float, until_ts: float) -> list[tuple[float, int]]:
     """The probe's passes of the garbage collector in [since, until_ts): (seconds, generation)."""
-    rows = []
-    for line in log.with_name(log.name + ".gc").read_text().splitlines():
-        at, took, generation = line.split()
-        if since <= float(at) < until_ts:
-            rows.append((float(took), int(generation)))
-    return rows
+    gc_log = log.with_name(log.name + ".gc")
+    return [(float(took), int(gen)) for _, took, gen in _logged(gc_log, since, until_ts)]
+
+
+def _logged(path: Path, since: float, until_ts: float) -> list[list[str]]:
+    """The fields of each line of a probe log whose first field, a Unix time, is in [since, until_ts)."""
+    lines = (line.split() for line in path.read_text().splitlines())
+    return [fields for fields in lines if since <= float(fields[0]) < until_ts]
 
 
 def say(text: str) -> None:

@@ -158,7 +158,7 @@ class AlertChecker:
         """Raise the alerts of every enabled rule's new events; return those this worker raised.
         Also take over the alerts whose deliverer died before finishing (see `take_over`)."""
         now = self.clock()
-        found: list[Alert] = []
+        unseen: list[Alert] = []
         cursor = None
         with read_session(self.engine) as session:
             left = any_stale_claims(session=session, claimed_before=self._lease_ended())
@@ -166,13 +166,13 @@ class AlertChecker:
             if rules:
                 found, cursor = self._find(session, rules, now)
                 known = known_keys(session=session, keys=[alert.dedup_key for alert in found])
-                found = [alert for alert in found if alert.dedup_key not in known]
+                unseen = [alert for alert in found if alert.dedup_key not in known]
         if left:
             self.take_over()
-        if not found and cursor is None:
+        if not unseen and cursor is None:
             return []
         with write_session(self.engine) as session:
-            raised = insert_alerts(session=session, alerts=found)
+            raised = insert_alerts(session=session, alerts=unseen)
             if cursor is not None:
                 advance_cursor(session=session, to=cursor)
         for alert in raised:

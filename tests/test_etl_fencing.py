@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -197,35 +198,36 @@ def stopped_swept_and_woken(
 
 def stop_inside_a_transaction(process: subprocess.Popen[bytes], engine: sa.Engine) -> None:
     """SIGSTOP the worker at a moment one of its sessions has written in a transaction it has not
-    ended (asked twice, 50 ms apart, so that a COMMIT on its way is not taken for one)."""
-    for _ in range(400):
-        process.send_signal(signal.SIGSTOP)
-        if _in_a_transaction(engine, written=True):
-            time.sleep(0.05)
-            if _in_a_transaction(engine, written=True):
-                return
-        process.send_signal(signal.SIGCONT)
-        time.sleep(random.uniform(0.005, 0.03))
-    raise AssertionError("the worker was never stopped inside a transaction")
+    ended."""
+    written = partial(_in_a_transaction, engine, written=True)
+    _stop_when(
+        process, partial(_settled, written), "the worker was never stopped inside a transaction"
+    )
 
 
 def stop_outside_a_transaction(process: subprocess.Popen[bytes], engine: sa.Engine) -> None:
     """SIGSTOP the worker at a moment it holds no lock the sweep or the resume needs (else the
     test would wait for the stopped worker)."""
-    for _ in range(100):
+    _stop_when(process, lambda: _holds_no_lock(engine), "the worker always held a lock")
+
+
+def _stop_when(
+    process: subprocess.Popen[bytes], holds: Callable[[], bool], never: str, tries: int = 400
+) -> None:
+    """SIGSTOP the process and leave it stopped once `holds()`; else let it go on a moment, again."""
+    for _ in range(tries):
         process.send_signal(signal.SIGSTOP)
-        if _holds_no_lock(engine):
+        if holds():
             return
         process.send_signal(signal.SIGCONT)
-        time.sleep(0.05)
-    raise AssertionError("the worker always held a lock")
+        time.sleep(random.uniform(0.005, 0.05))
+    raise AssertionError(never)
 
 
 def _holds_no_lock(engine: sa.Engine) -> bool:
     """Whether the stopped worker holds no lock at all: the run's row, the event lock, or the rows
     of a batch it has written but not committed (which the resume's upsert of the same keys would
-    wait for). SQLite: the write lock. PostgreSQL: none of its sessions is inside a transaction,
-    asked twice, so that a statement still on its way to the server is seen the second time."""
+    wait for). SQLite: the write lock. PostgreSQL: none of its sessions is inside a transaction."""
     if engine.dialect.name == "sqlite":
         with sqlite3.connect(engine.url.database or "", timeout=0.2) as probe:
             try:
@@ -234,10 +236,7 @@ def _holds_no_lock(engine: sa.Engine) -> bool:
                 return False
             probe.rollback()
             return True
-    if _in_a_transaction(engine):
-        return False
-    time.sleep(0.05)
-    return not _in_a_transaction(engine)
+    return _settled(lambda: not _in_a_transaction(engine))
 
 
 def _in_a_transaction(engine: sa.Engine, *, written: bool = False) -> bool:
@@ -250,6 +249,15 @@ def _in_a_transaction(engine: sa.Engine, *, written: bool = False) -> bool:
     )
     with engine.connect() as connection:
         return bool(connection.execute(query).scalar())
+
+
+def _settled(condition: Callable[[], bool]) -> bool:
+    """Whether `condition` holds, and still does 50 ms later: a statement (or a COMMIT) still on
+    its way to the server when the process stopped has arrived by then."""
+    if not condition():
+        return False
+    time.sleep(0.05)
+    return condition()
 
 
 def woke_up(process: subprocess.Popen[bytes], engine: sa.Engine, old: Run) -> bool:

@@ -47,13 +47,13 @@ def test_the_first_script_run_takes_the_imports_out_of_the_collectors_sight(
     from ui.app import _imports_frozen
 
     gc.unfreeze()
-    _imports_frozen.clear()
+    _imports_frozen.cache_clear()
     try:
         assert not home().exception
         assert gc.get_freeze_count() > 100_000  # Streamlit's, SQLAlchemy's, the app's objects
     finally:
         gc.unfreeze()  # the rest of the test process collects as before
-        _imports_frozen.clear()
+        _imports_frozen.cache_clear()
 
 
 def test_run_now_confirm_creates_a_pending_run(engine: sa.Engine, no_worker: None) -> None:

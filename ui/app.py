@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ def _background_worker(url: str) -> BackgroundWorker:
     return BackgroundWorker(_ready_engine(url), get_settings()).start()
 
 
-@st.cache_resource(show_spinner=False)
+@functools.cache  # once per process: not a Streamlit cache, which clearing would run again
 def _imports_frozen() -> bool:
     """Take what the server's imports made out of the garbage collector's sight, once per process.
 
