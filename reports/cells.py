@@ -85,7 +85,9 @@ def integers(values: pa.Array) -> Cells:
 
 def iso_times(times: pa.Array) -> Cells:
     """UTC timestamps (timestamp[us]) as datetime.isoformat(timespec="microseconds") writes them."""
-    text = pc.replace_substring(pc.cast(times, pa.string()), " ", "T", max_replacements=1)
+    # Arrow writes every timestamp[us] as 'YYYY-MM-DD HH:MM:SS.ffffff' (years zero-padded, as
+    # Python's): the 11th character is the space isoformat writes as 'T'
+    text = pc.binary_replace_slice(pc.cast(times, pa.string()), 10, 11, "T")
     return join([text, "+00:00"])
 
 
@@ -94,28 +96,51 @@ def durations(started: pa.Array, ended: pa.Array) -> Cells:
     micros = pc.cast(pc.subtract(ended, started), pa.int64())
     ms = pc.divide(pc.add(micros, _int(500)), _int(1000))
     whole, part = pc.divide(ms, _int(1000)), pc.modulo(ms, _int(1000))
-    decimals = pc.utf8_rtrim(pc.utf8_lpad(integers(part), 3, "0"), "0")
-    zero = pc.if_else(pc.equal(decimals, _text("")), _text("0"), decimals)
-    text = join([integers(whole), zero], ".")
+    text = join([integers(whole), pc.take(_DECIMALS, part)], ".")
     # float rounding decides ties, negatives (-0.0) and ages-long spans: Python renders those
     odd = pc.or_(pc.equal(pc.modulo(micros, _int(1000)), _int(500)), pc.less(micros, _int(0)))
     odd = pc.or_(odd, pc.greater_equal(micros, _int(_MS_EXACT_BELOW)))
     return _where(text, odd, _python(_duration_text), micros)
 
 
+# the decimals repr() writes for each count of ms in a second: 0 -> '0', 5 -> '005', 120 -> '12'
+_DECIMALS = pa.array([f"{ms:03d}".rstrip("0") or "0" for ms in range(1000)], pa.string())
+
+
 def _duration_text(micros: int) -> str:
     return repr(round(timedelta(microseconds=micros).total_seconds(), 3))
 
 
+KNOWN_CELLS = 4_096  # formatted values a text format keeps across batches, at most
+NEW_CELLS = 32  # a batch with more values not seen yet is formatted as it is, none kept
+
+
 def per_value(fmt: Callable[[pa.Array], Cells]) -> Callable[[pa.Array], Cells]:
     """`fmt`, applied once per distinct value where a column repeats its values (statuses, job
-    names, error types): the distinct values are formatted and then taken for every row."""
+    names, error types): the distinct values' cells are taken for every row.
+
+    A value's cell is kept once formatted (up to KNOWN_CELLS of them, then forgotten at once), so
+    the values every batch repeats are formatted by the first only: each further batch costs one
+    encoding and one take, where formatting its few values cost many small kernel calls. A batch
+    with over NEW_CELLS values not seen yet (one-off error messages) keeps none of them.
+    """
+    known: dict[str, str] = {}
 
     def apply(values: pa.Array) -> Cells:
         encoded = pc.dictionary_encode(values)
         if len(encoded.dictionary) * 2 > len(values):
             return fmt(values)
-        return pc.take(fmt(encoded.dictionary), encoded.indices)
+        distinct = encoded.dictionary.to_pylist()
+        new = [value for value in distinct if value not in known]
+        if len(new) > NEW_CELLS:  # mostly values seen once (error messages): none kept
+            return pc.take(fmt(encoded.dictionary), encoded.indices)
+        if len(known) + len(new) > KNOWN_CELLS:
+            known.clear()
+            new = distinct
+        if new:
+            known.update(zip(new, fmt(pa.array(new, pa.string())).to_pylist(), strict=True))
+        cells = pa.array([known[value] for value in distinct], pa.string())
+        return pc.take(cells, encoded.indices)
 
     return apply
 

@@ -230,6 +230,31 @@ def test_batches_join_into_the_bytes_of_one_batch(engine: sa.Engine) -> None:
         assert all(len(chunk) >= 900 for chunk in chunks[:-1])
 
 
+def test_text_values_repeated_across_batches_export_alike(engine: sa.Engine) -> None:
+    # A text format keeps the cells of values it has seen (reports.cells.per_value). Here job
+    # names repeat in every slice; triggered_by brings a few new values each slice, more in all
+    # than are kept, so the kept cells are forgotten and made again; error messages bring more
+    # new values per slice than are kept at once, so those slices are formatted as they are.
+    with write_session(engine) as session:
+        for i in range(400):
+            make_run(
+                session,
+                job=f"job {i % 10}",
+                triggered_by=f"{AWKWARD_TEXT[i // 20 % len(AWKWARD_TEXT)]}{i // 20}",
+                error_message=f"{AWKWARD_TEXT[i // 2 % 3]} at record {i // 2}",
+            )
+    with read_session(engine) as session:
+        runs = list(iter_runs(session=session))
+    for fmt, expected in (("csv", csv_bytes(runs)), ("json", json_bytes(runs))):
+        with (
+            patch("db.queries.arrow.BATCH_ROWS", 200),
+            patch("reports.export.FORMAT_ROWS", 100),
+            patch("reports.cells.KNOWN_CELLS", 30),
+        ):
+            assert export(engine, fmt) == expected
+            assert export(engine, fmt) == expected  # with the cells the first export kept
+
+
 def test_columns_empty_in_the_first_batch_take_values_later(engine: sa.Engine) -> None:
     with write_session(engine) as session:
         for i in range(10):
