@@ -7,8 +7,8 @@ fresh database, then measures, one after the other in the same run:
 - the floor: `sqlite3 -csv` / PostgreSQL `COPY (…) TO STDOUT WITH CSV` (through psql) of the same
   rows in the same order;
 - the plain script a user would write: the DB-API driver (sqlite3 / psycopg) and Python's csv;
-- the export in process (`reports.export.stream_export`, CSV then JSON, each in a fresh Python
-  process so its peak RSS is its own);
+- the export in process as the CLI makes it (`etl.commands.export`: streamed, hashed and audited),
+  CSV then JSON, each in a fresh Python process so its peak RSS is its own;
 - `GET /api/etl/export.csv` from `runwatch serve-api` (its own process), with its peak RSS.
 Each time is the fastest of REPEATS runs and each peak RSS the highest of them. Each figure prints
 as rows/s beside its baseline with the ratio, and against its goal: CSV >= 0.5x
@@ -43,14 +43,16 @@ HTTP_GOAL = 1.2  # over HTTP at most this many times the in-process export's tim
 ORDER = "ORDER BY created_at DESC, id DESC"  # the export's default order: newest first
 REPEATS = 2  # each time is the fastest of this many runs: a shared machine's noise only slows
 
-# In a fresh interpreter: one export to /dev/null, then its seconds and peak RSS as JSON.
+# In a fresh interpreter: one export as `runwatch runs --format …` makes it (etl.commands.export:
+# hashed and audited, as over HTTP), its bytes dropped, then its seconds and peak RSS as JSON.
 CHILD = """
 import json, sys, time
 from db.engine import make_engine
-from reports.export import stream_export
+from etl.commands import Caller, Source, export
 engine = make_engine(sys.argv[1])
 start = time.perf_counter()
-size = sum(len(chunk) for chunk in stream_export(engine=engine, fmt=sys.argv[2]))
+chunks = export(engine, Caller(actor="bench", source=Source.CLI), sys.argv[2])
+size = sum(len(chunk) for chunk in chunks)
 seconds = time.perf_counter() - start
 peak = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]
 print(json.dumps({"seconds": seconds, "bytes": size, "peak_mb": int(peak) / 1024}))
