@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-import httpx
 import sqlalchemy as sa
 
 from db.models import Alert, AlertDelivery, Channel, utcnow
@@ -90,6 +89,8 @@ def post_webhook(alert: Alert, settings: Settings) -> Outcome:
     headers = {"Content-Type": "application/json", TIMESTAMP: timestamp}
     if secret := settings.webhook_secret.get_secret_value():
         headers[SIGNATURE] = sign(secret, timestamp, body)
+    import httpx  # here: only a webhook needs it, and with it click, rich and pygments (~5 MB)
+
     try:
         answer = httpx.post(
             alert.target, content=body, headers=headers, timeout=settings.alert_timeout_s

@@ -584,3 +584,15 @@ def test_jobs_list_shows_paused_and_the_pause_endpoints_change_it(api_url: str) 
     assert resumed.status_code == 200 and resumed.json()["job"]["paused"] is False
     missing = httpx.post(f"{api_url}/api/etl/jobs/nope/pause", timeout=30)
     assert missing.status_code == 404 and "No job named 'nope'" in missing.json()["detail"]
+
+
+def test_the_api_loads_no_http_client_until_a_webhook_or_a_follow_needs_one() -> None:
+    # httpx brings click, rich and pygments; requests and sseclient come with the sse_follow job:
+    # together about 12 MB that serve-api and every worker would otherwise hold from the start
+    check = (
+        "import sys, api.app; print(sorted({'httpx', 'requests', 'sseclient'} & set(sys.modules)))"
+    )
+    printed = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, check=True, text=True, timeout=120
+    )
+    assert printed.stdout.strip() == "[]"

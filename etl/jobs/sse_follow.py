@@ -47,14 +47,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
-import requests
-import urllib3
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import Session
-from sseclient import SSEClient
 
 from db.models import EventKind, Run, RunStatus, Step
 from db.queries import append_event, run_state_event
@@ -68,6 +65,9 @@ from etl.jobs.sse_store import (
     save_mirror,
     touch_running,
 )
+
+if TYPE_CHECKING:  # requests and sseclient are imported by a follow, not by every process with jobs
+    import requests
 
 TICK_S = 1.0  # longest wait without handing control back to the runner
 MAX_SECONDS = 86_400  # a day; beyond it (or infinity) sockets and sleeps overflow
@@ -200,18 +200,26 @@ def _chunks(response: requests.Response) -> Iterator[bytes]:
 
 
 def _is_timeout(error: BaseException) -> bool:
+    import requests
+    import urllib3
+
     return isinstance(error, requests.Timeout | urllib3.exceptions.ReadTimeoutError) or any(
         isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in error.args
     )
 
 
-_DROPS = (
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
-    _StreamEnded,
-    _Retryable,
-    OSError,
-)
+def _drops() -> tuple[type[BaseException], ...]:
+    """What ends a connection to the feed, to reconnect after."""
+    import requests
+    import urllib3
+
+    return (
+        requests.RequestException,
+        urllib3.exceptions.HTTPError,
+        _StreamEnded,
+        _Retryable,
+        OSError,
+    )
 
 
 class SseFollowJob(Job):
@@ -249,13 +257,13 @@ class SseFollowJob(Job):
         self.retry_s = 1.0
         self.touched = 0.0
         yield Batch(records=[_Start()], size=0)
-        failures = 0
+        failures, drops = 0, _drops()
         while True:
             try:
                 for incoming in self._events(params):
                     failures = 0
                     yield incoming
-            except _DROPS as error:
+            except drops as error:
                 if _is_timeout(error):
                     yield Batch(
                         records=[], size=0
@@ -267,6 +275,8 @@ class SseFollowJob(Job):
                 yield from _pause(delay)
 
     def _events(self, params: dict[str, Any]) -> Iterator[Batch]:
+        from sseclient import SSEClient
+
         response = self._connect(params)
         try:
             for event in SSEClient(_chunks(response)).events():
@@ -283,6 +293,8 @@ class SseFollowJob(Job):
             response.close()
 
     def _connect(self, params: dict[str, Any]) -> requests.Response:
+        import requests
+
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         headers |= {name: _from_environment(value) for name, value in params["headers"].items()}
         if self.last_id:
