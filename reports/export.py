@@ -105,7 +105,9 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
         batches = run_batches(engine=engine, filters=filters, sort=sort, rows=BATCH_ROWS)
         pending: list[bytes] = []
         size = 0
-        for data in chunks(self._counted(batches)):
+        # a JSON line is about twice a CSV line: its slices hold two thirds as many runs
+        most = FORMAT_ROWS if fmt == "csv" else max(1, FORMAT_ROWS * 2 // 3)
+        for data in chunks(self._counted(batches, most)):
             pending.append(data)
             size += len(data)
             if size >= CHUNK_BYTES:
@@ -114,10 +116,10 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
         if size:
             yield b"".join(pending)
 
-    def _counted(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """The batches as read, in even slices of FORMAT_ROWS at most, counted."""
+    def _counted(self, batches: Iterator[pa.RecordBatch], most: int) -> Iterator[pa.RecordBatch]:
+        """The batches as read, in even slices of `most` runs at most, counted."""
         for batch in batches:
-            slices = -(-batch.num_rows // FORMAT_ROWS)
+            slices = -(-batch.num_rows // most)
             size = -(-batch.num_rows // slices) if slices else 0
             for start in range(0, batch.num_rows, size or 1):
                 part = batch.slice(start, size)
@@ -125,12 +127,12 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
                 yield part
 
 
-# Runs formatted at once, at most: each batch read (BATCH_ROWS) is cut into even slices. A formatting
-# pass holds many times its output in intermediate columns, so its size bounds the export's memory,
-# while every pass costs some fifty kernel calls whatever its size. For 1M runs, peak RSS and time
-# (fastest of two) against slices of 2,048 in batches of 8,192: CSV 143 / 140 MB, 3.75 / 3.83 s on
-# PostgreSQL, 143 / 144 MB, 2.51 / 2.98 s on SQLite; JSON up to 147 / 146 MB; slices of 4,096 took
-# JSON on SQLite to 155 MB.
+# CSV runs formatted at once, at most (JSON: two thirds of it): each batch read (BATCH_ROWS) is cut
+# into even slices. A formatting pass holds many times its output in intermediate columns, so its
+# size bounds the export's memory, while every pass costs some fifty kernel calls whatever its size.
+# For 1M runs, peak RSS and time (fastest of two) against slices of 2,048 in batches of 8,192: CSV
+# 143 / 140 MB, 3.75 / 3.83 s on PostgreSQL, 143 / 144 MB, 2.51 / 2.98 s on SQLite; JSON in slices
+# of 3,072 peaked at 147-149 MB on SQLite, of 4,096 at 155 MB.
 FORMAT_ROWS = 3_072
 # Bytes handed on at once, at least (but the last): every chunk costs its consumer a call, and
 # over HTTP a hop from the event loop to a thread and back. A slice's bytes are 100-300 KB. For
