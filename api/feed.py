@@ -26,9 +26,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import psycopg
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +42,9 @@ from api.params import known_jobs
 from db.engine import get_engine
 from db.models import JOB_NAME_MAX, LEVELS, MAX_ID, EventKind
 from db.queries import EVENT_CHANNEL, EventRow, last_event_id, list_events, read_session, run_jobs
+
+if TYPE_CHECKING:  # the driver is loaded by a PostgreSQL server's feed only
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -397,6 +399,8 @@ class FeedHub:
     def _listen(self) -> psycopg.Connection[Any] | None:
         if self.engine.dialect.name != "postgresql":
             return None
+        import psycopg  # here: a SQLite server has no use for the driver (~10 MB)
+
         url = self.engine.url.set(drivername="postgresql")
         try:
             conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
@@ -416,6 +420,8 @@ class FeedHub:
             if stop.wait(PG_POLL_S if postgres else SQLITE_POLL_S) or not postgres:
                 return None
             return self._listen()  # the LISTEN connection was lost: try again
+        import psycopg  # loaded by _listen, which made the listener
+
         deadline = time.monotonic() + PG_POLL_S
         try:
             while not stop.is_set() and (left := deadline - time.monotonic()) > 0:

@@ -586,11 +586,13 @@ def test_jobs_list_shows_paused_and_the_pause_endpoints_change_it(api_url: str) 
     assert missing.status_code == 404 and "No job named 'nope'" in missing.json()["detail"]
 
 
-def test_the_api_loads_no_http_client_until_a_webhook_or_a_follow_needs_one() -> None:
-    # httpx brings click, rich and pygments; requests and sseclient come with the sse_follow job:
-    # together about 12 MB that serve-api and every worker would otherwise hold from the start
+def test_the_api_loads_no_client_library_until_a_feature_needs_one() -> None:
+    # httpx brings click, rich and pygments; requests and sseclient come with the sse_follow job;
+    # psycopg is PostgreSQL's driver: together about 22 MB that serve-api, every worker and the
+    # app would otherwise hold from the start, whatever their database
     check = (
-        "import sys, api.app; print(sorted({'httpx', 'requests', 'sseclient'} & set(sys.modules)))"
+        "import sys, api.app, etl.worker, etl.jobs;"
+        " print(sorted({'httpx', 'requests', 'sseclient', 'psycopg'} & set(sys.modules)))"
     )
     printed = subprocess.run(
         [sys.executable, "-c", check], capture_output=True, check=True, text=True, timeout=120

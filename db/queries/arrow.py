@@ -19,7 +19,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlmodel import col
@@ -181,6 +180,7 @@ def _postgres_batches(
     engine: sa.Engine, binds: dict[str, Any], sort: RunSort, rows: int
 ) -> Generator[pa.RecordBatch, None, None]:
     import adbc_driver_postgresql  # imported here: only PostgreSQL exports need it
+    import psycopg
 
     statement = driver.compiled(
         engine.dialect, ("export", *binds, sort), lambda: _query(binds, sort)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain
 
-import psycopg
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -41,6 +40,8 @@ class RowWriter:
         if self.copy and has_key(session=session, table=table, key=key, row=first[0]):
             self.copy = False  # a COPY straight in would be undone
         if self.copy:
+            import psycopg  # here: a SQLite process has no use for the driver (~10 MB)
+
             rows: list[Row] = []  # kept for an upsert if the COPY meets an existing key
             try:
                 with session.begin_nested():
