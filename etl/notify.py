@@ -84,13 +84,13 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 def post_webhook(alert: Alert, settings: Settings) -> Outcome:
     """One signed POST; a 2xx is delivered, a 5xx, a 429 or no answer may be retried."""
+    import httpx  # here: only a webhook needs it, and with it click, rich and pygments (~5 MB)
+
     body = payload(alert)
     timestamp = str(int(time.time()))
     headers = {"Content-Type": "application/json", TIMESTAMP: timestamp}
     if secret := settings.webhook_secret.get_secret_value():
         headers[SIGNATURE] = sign(secret, timestamp, body)
-    import httpx  # here: only a webhook needs it, and with it click, rich and pygments (~5 MB)
-
     try:
         answer = httpx.post(
             alert.target, content=body, headers=headers, timeout=settings.alert_timeout_s

@@ -9,6 +9,7 @@ are read as Arrow batches (db.queries.arrow) and formatted a column at a time (r
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
@@ -119,9 +120,10 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
     def _counted(self, batches: Iterator[pa.RecordBatch], most: int) -> Iterator[pa.RecordBatch]:
         """The batches as read, in even slices of `most` runs at most, counted."""
         for batch in batches:
-            slices = -(-batch.num_rows // most)
-            size = -(-batch.num_rows // slices) if slices else 0
-            for start in range(0, batch.num_rows, size or 1):
+            if not batch.num_rows:
+                continue
+            size = math.ceil(batch.num_rows / math.ceil(batch.num_rows / most))
+            for start in range(0, batch.num_rows, size):
                 part = batch.slice(start, size)
                 self.rows += part.num_rows
                 yield part
