@@ -2,8 +2,8 @@
 
     RUNWATCH_PROBE_LOG=reruns.log python -m bench.streamlit_probe Home.py [streamlit options]
 
-Every script run of every session appends `<unix time> <seconds> <how it ended> <queries>` to the
-log, where `queries` counts every statement any psycopg cursor of the server has executed so far
+Every script run of every session, a fragment's alone included, appends
+`<unix time> <seconds> <how it ended> <queries>` to the log, where `queries` counts every statement any psycopg cursor of the server has executed so far
 (the ORM's and the bare driver's reads alike), so a benchmark can relate queries to ticks.
 Every pass of the garbage collector appends `<unix time> <seconds> <generation>` to `<log>.gc`.
 
@@ -32,6 +32,7 @@ ENDINGS = {
     ScriptRunnerEvent.SCRIPT_STOPPED_WITH_SUCCESS,
     ScriptRunnerEvent.SCRIPT_STOPPED_WITH_COMPILE_ERROR,
     ScriptRunnerEvent.SCRIPT_STOPPED_FOR_RERUN,
+    ScriptRunnerEvent.FRAGMENT_STOPPED_WITH_SUCCESS,  # a run of only a fragment (Home's tick)
 }
 _lock = threading.Lock()
 _queries = 0

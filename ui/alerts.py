@@ -96,6 +96,12 @@ def notifications(feed: AlertFeed) -> None:
         )
 
 
+def drawn(feed: AlertFeed) -> tuple[object, ...]:
+    """What the notifications show of `feed`: when it differs from the last full rerun's, the
+    sidebar's count, the toasts and the table are due again."""
+    return (feed.unread, *(tuple(row(view).values()) for view in feed.alerts))
+
+
 def row(view: AlertView) -> dict[str, object]:
     """One alert as a table row."""
     alert = view.alert

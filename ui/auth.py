@@ -76,6 +76,19 @@ def signed_in() -> Caller:
     return held.caller
 
 
+def still_signed_in() -> None:
+    """In a fragment's rerun (only part of the page): check the sign-in again, as `signed_in()`
+    does at the top of a full rerun, and rerun the whole page when it ended or its role changed,
+    so the sign-in form or the new role's page shows."""
+    if get_settings().auth == "none":
+        return
+    before = st.session_state.get(SESSION)
+    with database_guard():
+        held = _rechecked()
+    if held is None or before is None or held.caller != before.caller:
+        st.rerun(scope="app")
+
+
 def current() -> Caller:
     """The caller as checked at the top of this rerun: what the buttons are drawn for."""
     return _held().caller

@@ -9,10 +9,12 @@ import streamlit as st
 
 from db.models import TERMINAL_STATUSES, RunRow, RunStatus, utcnow
 from db.queries import ActiveRunExists, BadParams, JobLive, RunwatchError
+from db.settings import get_settings
 from reports.durations import format_duration
 from reports.eta import Eta, Pace, run_eta
-from ui import actions, badges, notices, parameters
-from ui.app import database_guard
+from ui import actions, alerts, auth, badges, notices, parameters, reads, refresh
+from ui.app import database_guard, worker_banner
+from ui.reads import AlertFeed
 
 
 def already_active(job: str, run_id: int | None) -> str:
@@ -258,3 +260,33 @@ def forget_removed_dialog(names: list[str]) -> None:
     if (gone := st.session_state.get("home_dialog")) and gone not in names:
         close_dialog()
         notices.say(PAGE_NOTE, "warning", f"Job '{gone}' no longer exists; nothing was started.")
+
+
+def drawn(jobs: list[JobLive], feed: AlertFeed) -> tuple[object, ...]:
+    """What a full rerun draws outside the board: the sidebar's job choice and the alerts."""
+    return tuple(job.name for job in jobs), alerts.drawn(feed)
+
+
+@st.fragment
+def board(shown: tuple[object, ...], chosen: str, *, paused: bool) -> None:
+    """The page's live part: the job panels and the refresh tick. The tick's autorefresh is in
+    here, so a tick reruns only this part; the title, sidebar and notifications go out again
+    only when what they show changed (`shown`, from the last full rerun), by rerunning the page."""
+    auth.still_signed_in()
+    worker_banner()
+    url = get_settings().database_url
+    with database_guard():
+        jobs = reads.overview(url)
+        feed = reads.alert_feed(url)
+    if drawn(jobs, feed) != shown:
+        st.rerun(scope="app")
+    forget_removed_dialog([job.name for job in jobs])
+    notices.show(PAGE_NOTE)
+    watch_for_toasts(jobs)
+    if not jobs:
+        st.info("No jobs are configured yet.")
+    with database_guard():
+        for job in jobs:
+            if chosen in ("All jobs", job.name):
+                job_panel(job)
+    refresh.tick("home", active=any(job.active for job in jobs), paused=paused)

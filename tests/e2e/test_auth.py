@@ -9,7 +9,7 @@ import pytest
 from db.engine import get_engine
 from db.models import Role
 from db.queries import list_audit, list_runs, read_session
-from etl import accounts
+from etl import accounts, commands
 from etl.commands import Caller, Source
 from tests.e2e.conftest import AppServer, poll, wait_for_app
 
@@ -76,3 +76,27 @@ def test_a_viewer_sees_run_now_disabled_and_an_operator_starts_a_run(
         ] == [("otto", "app")]
 
     poll(started_by_otto, timeout_s=30)
+
+
+def test_an_open_home_page_follows_a_role_change_and_ends_for_a_disabled_user(
+    app_server: AppServer, page: Any
+) -> None:
+    """A tick reruns only Home's live board, and the board checks the sign-in again each time."""
+    add_users(app_server.database_url)
+    engine = get_engine(app_server.database_url)
+    admin = Caller("root", Source.CLI)
+    commands.trigger(engine, admin, "demo", {"total": 100_000, "batch_size": 10, "delay_ms": 200})
+    page.goto(app_server.url)
+    page.get_by_text("Sign in to Runwatch").wait_for()
+    sign_in(page, "vera")
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("viewer").wait_for()
+    assert page.locator(".st-key-home_run_demo button").first.is_disabled()
+
+    accounts.set_role(engine, admin, "vera", Role.OPERATOR)
+    sidebar.get_by_text("operator").wait_for(timeout=30_000)
+    poll(lambda: page.locator(".st-key-home_run_demo button").first.is_enabled(), timeout_s=30)
+
+    accounts.disable_user(engine, admin, "vera")
+    page.get_by_text("Sign in to Runwatch").wait_for(timeout=30_000)
+    assert page.locator(".st-key-home_run_demo").count() == 0
