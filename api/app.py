@@ -6,9 +6,11 @@ Every route is a thin layer over `db.queries` and `reports.export`; errors becom
 
 from __future__ import annotations
 
+import importlib.abc
 import ipaddress
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -167,6 +169,7 @@ def serve(host: str, port: int) -> None:
             "would be admin. Serve on 127.0.0.1, or set RUNWATCH_AUTH=password and give each "
             "client an API token (runwatch token create)."
         )
+    _without_numpy()
     # A live feed response never ends by itself: give open streams a few seconds on shutdown,
     # then close them, so Ctrl-C or SIGTERM stops the server even with dashboards connected.
     config = uvicorn.Config(
@@ -178,6 +181,26 @@ def serve(host: str, port: int) -> None:
     )
     logging.getLogger("uvicorn.access").addFilter(hide_query_tokens)  # after Config set up logging
     uvicorn.Server(config).run()
+
+
+class _NoNumpy(importlib.abc.MetaPathFinder):
+    """Fails every `import numpy`: the process runs as if numpy were not installed."""
+
+    def find_spec(self, name: str, *_: object) -> None:
+        if name == "numpy" or name.startswith("numpy."):
+            raise ModuleNotFoundError("serve-api runs without numpy", name="numpy")
+
+
+def _without_numpy() -> None:
+    """Run serve-api as if numpy were not installed (see README, Memory).
+
+    An export's first import, pyarrow, imports numpy when it is there, only to offer conversions
+    to and from it: 11 MB of serve-api's memory (and an OpenBLAS thread) that stay, where nothing
+    in the API converts anything to numpy. Its optional users (pyarrow, psycopg) work without it,
+    as where it is not installed; the Streamlit app, which needs it, is another process.
+    """
+    if "numpy" not in sys.modules:
+        sys.meta_path.insert(0, _NoNumpy())
 
 
 def is_loopback(host: str) -> bool:

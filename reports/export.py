@@ -111,9 +111,9 @@ class stream_export:  # noqa: N801 (used as the function it replaced; iterates l
         for data in chunks(self._counted(batches, most)):
             pending.append(data)
             size += len(data)
-            if size >= CHUNK_BYTES:
-                yield b"".join(pending)
-                pending, size = [], 0
+            if size >= CHUNK_BYTES:  # the parts let go before the chunk is passed on, not after
+                chunk, pending, size = b"".join(pending), [], 0
+                yield chunk
         if size:
             yield b"".join(pending)
 

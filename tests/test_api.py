@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,7 +33,7 @@ from db.queries import (
 from db.settings import Settings
 from reports.eta import Pace
 from reports.export import stream_export
-from tests.apiserver import running_api, running_app
+from tests.apiserver import api_process, running_api, running_app
 from tests.factories import make_run
 
 BASE = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
@@ -527,6 +528,40 @@ def test_export_bytes_equal_the_cli_export(
     printed = subprocess.run(command, env=env, capture_output=True, check=True, timeout=120)
     assert response.content == printed.stdout
     assert response.content.count(b"boom") == 2  # runs 1 and 7: failed demo runs of that day
+
+
+def test_serve_api_exports_the_same_bytes_without_loading_numpy(
+    engine: sa.Engine, settings: Settings
+) -> None:
+    # pyarrow imports numpy when it is installed (11 MB that stay in the server after its first
+    # export): serve-api runs as if it were not, and its exports are the same bytes
+    ids = seed(engine)
+    with api_process(settings.database_url) as api:
+        exported = {
+            fmt: httpx.get(f"{api.url}/api/etl/export.{fmt}", timeout=120)
+            for fmt in ("csv", "json")
+        }
+        answers = {path: httpx.get(api.url + path, timeout=60) for path in read_paths(ids[0])}
+        maps = Path(f"/proc/{api.pid}/maps").read_text()
+    for fmt, response in exported.items():
+        assert response.status_code == 200
+        assert response.content == b"".join(stream_export(engine=engine, fmt=fmt))  # type: ignore[arg-type]
+    assert {path: r.status_code for path, r in answers.items() if r.status_code != 200} == {}
+    assert "/pyarrow/" in maps  # the exports ran in the server
+    assert "/numpy" not in maps
+
+
+def read_paths(run_id: int) -> list[str]:
+    """Every GET path of the API and its docs but the never-ending live feed (`run_id` for a run's)."""
+    from api.app import create_app
+
+    schema = create_app().openapi()["paths"]
+    paths = [path for path, methods in schema.items() if "get" in methods]
+    paths = [
+        path.replace("{run_id}", str(run_id)) for path in paths if not path.endswith("/realtime")
+    ]
+    assert len(paths) >= 12 and not [path for path in paths if "{" in path]
+    return [*paths, "/openapi.json", "/docs"]
 
 
 def test_export_with_bad_sort_is_422(client: httpx.Client) -> None:
