@@ -3,8 +3,9 @@
     RUNWATCH_PROBE_LOG=reruns.log python -m bench.streamlit_probe Home.py [streamlit options]
 
 Every script run of every session, a fragment's alone included, appends
-`<unix time> <seconds> <how it ended> <queries>` to the log, where `queries` counts every statement any psycopg cursor of the server has executed so far
-(the ORM's and the bare driver's reads alike), so a benchmark can relate queries to ticks.
+`<unix time> <seconds> <how it ended> <queries>` to the log, where `queries` counts every statement
+any psycopg cursor of the server has executed so far (the ORM's and the bare driver's reads
+alike), so a benchmark can relate queries to ticks.
 Every pass of the garbage collector appends `<unix time> <seconds> <generation>` to `<log>.gc`.
 
 With RUNWATCH_PROBE_PROFILE=stats.prof every script run is also profiled (cProfile, in its own

@@ -124,18 +124,21 @@ def per_value(fmt: Callable[[pa.Array], Cells]) -> Callable[[pa.Array], Cells]:
     encoding and one take, where formatting its few values cost many small kernel calls. A batch
     with over NEW_CELLS values not seen yet (one-off error messages) keeps none of them.
     """
-    known: dict[str, str] = {}
+    kept: list[dict[str, str]] = [{}]  # the cells kept; replaced, never emptied (see below)
 
     def apply(values: pa.Array) -> Cells:
         encoded = pc.dictionary_encode(values)
         if len(encoded.dictionary) * 2 > len(values):
             return fmt(values)
         distinct = encoded.dictionary.to_pylist()
+        known = kept[0]
         new = [value for value in distinct if value not in known]
         if len(new) > NEW_CELLS:  # mostly values seen once (error messages): none kept
             return pc.take(fmt(encoded.dictionary), encoded.indices)
         if len(known) + len(new) > KNOWN_CELLS:
-            known.clear()
+            # a new dict rather than clear(): the exports of other threads (serve-api serves
+            # several at once) may be between finding their values in the old one and reading them
+            known = kept[0] = {}
             new = distinct
         if new:
             known.update(zip(new, fmt(pa.array(new, pa.string())).to_pylist(), strict=True))
