@@ -256,6 +256,7 @@ class AppUser(SQLModel, table=True):
     disabled: bool = False  # refuses sign-in (with the same message as a wrong password)
     failed_attempts: int = 0  # consecutive failed sign-ins since the last success or lock
     locked_until: datetime | None = _ts()  # sign-in refused until then after too many failures
+    password_changed_at: datetime | None = _ts()  # app sessions signed in before it have ended
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
 

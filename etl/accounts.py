@@ -184,7 +184,8 @@ def sign_out(engine: sa.Engine, caller: Caller) -> None:
 
 def check_session(engine: sa.Engine, caller: Caller, signed_in_at: datetime) -> Caller:
     """The caller of an app session as its user is now (its current role), or Unauthenticated when
-    the session is older than `RUNWATCH_SESSION_MINUTES` or the user was disabled or removed.
+    the session is older than `RUNWATCH_SESSION_MINUTES`, the user was disabled or removed, or
+    their password was set after the session signed in.
 
     An identity provider's sign-in has no user row: it keeps the role it signed in with.
     """
@@ -199,6 +200,8 @@ def check_session(engine: sa.Engine, caller: Caller, signed_in_at: datetime) -> 
         return caller
     if user is None or user.disabled:
         raise Unauthenticated("Your account was disabled or removed; ask an admin.")
+    if user.password_changed_at is not None and signed_in_at < user.password_changed_at:
+        raise Unauthenticated("Your password was changed; sign in again with the new one.")
     return Caller(actor=user.name, source=caller.source, role=Role(user.role))
 
 
@@ -256,13 +259,14 @@ def add_user(engine: sa.Engine, caller: Caller, name: str, password: str, role: 
 
 
 def set_password(engine: sa.Engine, caller: Caller, name: str, password: str) -> None:
-    """Give user `name` a new password; it also ends a lock after failed sign-ins."""
+    """Give user `name` a new password; it also ends a lock after failed sign-ins, and every app
+    session the user signed in before (one who learnt the old password is signed out too)."""
     require(engine, caller, "user_password", f"user:{name}")
     hashed = _checked_password(password)
     with write_session(engine) as session:
         user = get_user(session=session, name=name)
         user.password_hash, user.failed_attempts, user.locked_until = hashed, 0, None
-        user.updated_at = utcnow()
+        user.updated_at = user.password_changed_at = utcnow()
         audit(session, caller, "user_password", f"user:{name}")
 
 

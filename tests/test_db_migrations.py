@@ -200,3 +200,27 @@ def test_0009_adds_the_account_tables_and_downgrades(engine_0003: sa.Engine) -> 
         config.attributes["connection"] = conn
         command.downgrade(config, "0008")
     assert not {"app_user", "api_token"} & set(sa.inspect(engine_0003).get_table_names())
+
+
+def test_0014_leaves_the_sessions_of_users_already_there_open_and_downgrades(
+    engine_0003: sa.Engine,
+) -> None:
+    config = alembic_config()
+    columns_0013 = ("name", "password_hash", "role", "disabled", "failed_attempts")
+    stamps = (sa.column("created_at", UTCDateTime), sa.column("updated_at", UTCDateTime))
+    user = sa.table("app_user", *map(sa.column, columns_0013), *stamps)
+    with engine_0003.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0013")
+        row = ("ana", "x", "viewer", False, 0, START, START)
+        names = (*columns_0013, "created_at", "updated_at")
+        conn.execute(sa.insert(user), [dict(zip(names, row, strict=True))])
+    upgrade(engine_0003)
+    with engine_0003.connect() as conn:
+        changed = conn.execute(sa.text("SELECT password_changed_at FROM app_user")).scalars().all()
+    assert changed == [None]  # no password was set since any session signed in
+    with engine_0003.execution_options(**{WRITE_OPTION: True}).begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0013")
+    columns = {c["name"] for c in sa.inspect(engine_0003).get_columns("app_user")}
+    assert "password_changed_at" not in columns and "locked_until" in columns

@@ -160,6 +160,18 @@ def test_a_session_follows_its_users_role_and_ends(engine: sa.Engine, ana: str) 
         accounts.check_session(engine, caller, now)
 
 
+def test_setting_a_password_ends_the_sessions_signed_in_before(engine: sa.Engine, ana: str) -> None:
+    before = accounts.sign_in(engine, ana, PASSWORD, source=Source.APP)
+    signed_in_before = utcnow()
+    accounts.set_role(engine, ADMIN, ana, Role.VIEWER)  # other changes leave sessions open
+    assert accounts.check_session(engine, before, signed_in_before).role == Role.VIEWER
+    accounts.set_password(engine, ADMIN, ana, "a brand new password")
+    with pytest.raises(Unauthenticated, match="Your password was changed; sign in again"):
+        accounts.check_session(engine, before, signed_in_before)
+    after = accounts.sign_in(engine, ana, "a brand new password", source=Source.APP)
+    assert accounts.check_session(engine, after, utcnow()) == after
+
+
 def test_oidc_sign_in_takes_the_highest_claimed_role_or_the_default(engine: sa.Engine) -> None:
     claims = {"email": "eve@example.org", "runwatch_role": ["viewer", "operator"]}
     assert accounts.sign_in_oidc(engine, claims, source=Source.APP).role == Role.OPERATOR

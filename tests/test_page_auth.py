@@ -173,6 +173,16 @@ def test_a_role_change_applies_at_once_and_a_disabled_user_is_signed_out(
     assert shows_the_form_only(at) and "disabled" in texts(at)
 
 
+def test_an_open_session_ends_when_an_admin_sets_the_password(
+    engine: sa.Engine, users: None
+) -> None:
+    at = page_as("otto")
+    accounts.set_password(engine, ADMIN, "otto", "someone else knew the old one")
+    at.run()
+    assert shows_the_form_only(at)
+    assert "Your password was changed; sign in again with the new one." in texts(at)
+
+
 @pytest.mark.sqlite_only
 def test_sign_in_with_the_database_down_shows_the_banner(
     password_auth: None, database_down: None
