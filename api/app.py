@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 import sqlalchemy as sa
@@ -183,24 +184,38 @@ def serve(host: str, port: int) -> None:
     uvicorn.Server(config).run()
 
 
-class _NoNumpy(importlib.abc.MetaPathFinder):
-    """Fails every `import numpy`: the process runs as if numpy were not installed."""
+class _NoNumpyForPyarrow(importlib.abc.MetaPathFinder):
+    """Fails an `import numpy` that pyarrow asks for: pyarrow then runs as where numpy is not
+    installed. Any other code (a job kind in the worker thread) imports numpy as usual, and once
+    numpy is loaded, pyarrow finds it too."""
 
     def find_spec(self, name: str, *_: object) -> None:
-        if name == "numpy" or name.startswith("numpy."):
-            raise ModuleNotFoundError("serve-api runs without numpy", name="numpy")
+        if (name == "numpy" or name.startswith("numpy.")) and _asked_by_pyarrow():
+            raise ModuleNotFoundError("serve-api runs pyarrow without numpy", name="numpy")
+
+
+def _asked_by_pyarrow() -> bool:
+    """Whether one of pyarrow's modules is on the stack of the import being made."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).partition(".")[0] == "pyarrow":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _without_numpy() -> None:
-    """Run serve-api as if numpy were not installed (see README, Memory).
+    """Run pyarrow in serve-api as if numpy were not installed (see README, Memory).
 
     An export's first import, pyarrow, imports numpy when it is there, only to offer conversions
     to and from it: 11 MB of serve-api's memory (and an OpenBLAS thread) that stay, where nothing
-    in the API converts anything to numpy. Its optional users (pyarrow, psycopg) work without it,
-    as where it is not installed; the Streamlit app, which needs it, is another process.
+    in the API converts anything to numpy. pyarrow works without it, as where it is not
+    installed; the Streamlit app, where pandas and charts need it, is another process. Once
+    pyarrow is loaded so, it has no numpy conversions in this process: a job kind that converts
+    between the two runs in `runwatch worker`.
     """
     if "numpy" not in sys.modules:
-        sys.meta_path.insert(0, _NoNumpy())
+        sys.meta_path.insert(0, _NoNumpyForPyarrow())
 
 
 def is_loopback(host: str) -> bool:

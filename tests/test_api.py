@@ -551,6 +551,31 @@ def test_serve_api_exports_the_same_bytes_without_loading_numpy(
     assert "/numpy" not in maps
 
 
+# serve-api's start, then pyarrow as an export loads it, then numpy as a job kind would
+PYARROW_THEN_NUMPY = """
+import sys
+from api.app import _without_numpy
+_without_numpy()
+import pyarrow.compute
+print("numpy" in sys.modules)
+import numpy
+print(int(numpy.arange(4).sum()))
+"""
+
+
+def test_serve_api_runs_pyarrow_without_numpy_and_lets_other_code_import_it() -> None:
+    # a job kind in serve-api's worker thread may need numpy: only pyarrow's own import is refused
+    result = subprocess.run(
+        [sys.executable, "-c", PYARROW_THEN_NUMPY],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "6"]
+
+
 def read_paths(run_id: int) -> list[str]:
     """Every GET path of the API and its docs but the never-ending live feed (`run_id` for a run's)."""
     from api.app import create_app
